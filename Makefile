@@ -1,0 +1,45 @@
+# The README's commands. `make repro` and `make test` set up what they need first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+# The stages run `python`: the environment's, whatever the caller's PATH holds.
+export PATH := $(abspath $(BIN)):$(PATH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_DATA := /usr/share/datasets/fashion-mnist
+KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
+
+.PHONY: repro test test-real lint setup data
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest
+
+# The acceptance run on the real data (minutes): .ci/run calls it after `make test`.
+test-real: setup
+	pytest -m real
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# prepare finds the data by itself (FASHION_MNIST_DIR, Debian's package, the Keras cache, the
+# download); here we only install Debian's package when none of the local copies exists.
+data:
+	@if [ -n "$$FASHION_MNIST_DIR" ] || [ -d $(DEBIAN_DATA) ] || [ -f $(KERAS_DATA)/train-images-idx3-ubyte.gz ]; then \
+		true; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get install -y -q --no-install-recommends dataset-fashion-mnist \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends dataset-fashion-mnist; }; \
+	else \
+		echo "Fashion-MNIST not found locally and no apt-get: the prepare stage will download it"; \
+	fi
