@@ -1,0 +1,108 @@
+"""params.yaml → typed, validated objects: read once by each stage and passed down."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from ruamel.yaml import YAML, YAMLError
+
+from trainstyles import StageError
+
+Monitor = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+class Section(BaseModel):
+    # strict: a quoted "128" is a typo to report, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SplitParams(Section):
+    val_size: PositiveInt
+    train_limit: PositiveInt | None = None  # first N training images only (smoke runs); None = all
+    test_limit: PositiveInt | None = None
+
+
+class ModelParams(Section):
+    hidden_units: list[PositiveInt]
+    num_classes: PositiveInt
+
+
+class TrainParams(Section):
+    """What every style shares, so that the styles differ only in how they train."""
+
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    # XLA has no deterministic kernels for some ops: an explicit choice, never Keras' "auto".
+    jit_compile: bool
+
+
+class EarlyStoppingParams(Section):
+    monitor: Monitor
+    patience: int = Field(ge=0)
+    restore_best_weights: bool
+
+
+class CheckpointParams(Section):
+    monitor: Monitor
+    mode: Literal["min", "max"]
+
+
+class ReduceLROnPlateauParams(Section):
+    monitor: Monitor
+    factor: float = Field(gt=0, lt=1)
+    patience: int = Field(ge=0)
+    min_lr: float = Field(ge=0)
+
+
+class TensorBoardParams(Section):
+    histogram_freq: int = Field(ge=0)
+
+
+class CallbackParams(Section):
+    """The tutorial's callback zoo; a callback left out of params.yaml is not used."""
+
+    checkpoint: CheckpointParams
+    tensorboard: TensorBoardParams
+    early_stopping: EarlyStoppingParams | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateauParams | None = None
+
+
+class FitStyleParams(Section):
+    epochs: PositiveInt
+    callbacks: CallbackParams
+
+
+class RawStyleParams(Section):
+    epochs: PositiveInt
+
+
+class ClippedStyleParams(FitStyleParams):
+    clip_norm: PositiveFloat
+
+
+class Params(Section):
+    seed: int
+    split: SplitParams
+    model: ModelParams
+    train: TrainParams
+    train_fit: FitStyleParams
+    train_step: FitStyleParams
+    train_raw: RawStyleParams
+    train_clipped: ClippedStyleParams
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    """Parse params.yaml as DVC does (YAML 1.2, so 1e-5 is a number) and validate all of it."""
+    try:
+        raw = YAML(typ="safe", pure=True).load(path)
+    except (OSError, YAMLError) as error:
+        raise StageError(f"{path}: cannot read: {' '.join(str(error).split())}") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = f"{path}: {key}"
+        if first["type"] != "missing":
+            problem += f" = {first['input']!r}"
+        raise StageError(f"{problem}: {first['msg'].lower()}") from None

@@ -1,0 +1,109 @@
+"""Fixtures: tiny synthetic Fashion-MNIST-shaped data and params shrunk to match."""
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from trainstyles import data
+from trainstyles.data import Split
+from trainstyles.params import Params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def learnable_split(count: int, seed: int) -> Split:
+    """Images whose class shows as a bright row band, under noise: an MLP learns it in an epoch."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count).astype(np.uint8)
+    images = rng.integers(0, 60, (count, 28, 28)).astype(np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        image[2 * label : 2 * label + 3] = 250
+    return Split(images, labels)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.fixture
+def fake_fashion_dir(tmp_path, monkeypatch) -> Path:
+    """A directory with the four archive names holding a tiny data set, and the pins moved to it."""
+    train, test = learnable_split(300, seed=1), learnable_split(60, seed=2)
+    contents = {
+        "train-images-idx3-ubyte.gz": idx_bytes(train.images),
+        "train-labels-idx1-ubyte.gz": idx_bytes(train.labels),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(test.images),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(test.labels),
+    }
+    directory = tmp_path / "fashion"
+    directory.mkdir()
+    for name, content in contents.items():
+        (directory / name).write_bytes(gzip.compress(content, mtime=0))
+        monkeypatch.setitem(data.IDX_SHA256, name, hashlib.sha256(content).hexdigest())
+    return directory
+
+
+def tiny_params(**sections) -> Params:
+    """params.yaml with few epochs and small batches; `sections` replace keys section by section."""
+    raw = YAML(typ="safe").load(REPO / "params.yaml")
+    raw["train"]["batch_size"] = 32
+    for style in ("train_fit", "train_step", "train_raw", "train_clipped"):
+        raw[style]["epochs"] = 2
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
+    return Params.model_validate(raw)
+
+
+COMMITTED_RESULTS = ("dvc.lock", "metrics/", "plots/")
+
+
+def copy_repo(destination: Path, params: dict | None = None) -> Path:
+    """A fresh git repository holding this checkout's files (not its committed results),
+    with `params` merged into params.yaml section by section."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        if (REPO / name).is_file() and not name.startswith(COMMITTED_RESULTS):
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    edit_params(destination / "params.yaml", params or {})
+    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, cwd=destination, check=True)
+    return destination
+
+
+def edit_params(path: Path, changes: dict) -> None:
+    yaml = YAML()  # round-trip: keeps the file's comments and layout
+    params = yaml.load(path)
+    for section, values in changes.items():
+        params[section].update(values)
+    yaml.dump(params, path)
+
+
+def dvc(repo: Path, *args: str) -> str:
+    """Run dvc in `repo` with the repo's own code and this environment's python; must succeed."""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo / "src"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        [bin_dir / "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
