@@ -1,0 +1,41 @@
+"""The tutorial's callback zoo, built from params for the styles that train through fit()."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import keras
+
+from trainstyles.params import CallbackParams
+
+# Keras 3 warns on every tf.data input that fit()'s default shuffle=True is ignored. Harmless:
+# our training batches shuffle themselves, seeded, inside the dataset (data.batches).
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
+
+
+def fit_callbacks(
+    params: CallbackParams, checkpoint: Path, log_dir: Path
+) -> list[keras.callbacks.Callback]:
+    """EarlyStopping, ModelCheckpoint, ReduceLROnPlateau and TensorBoard, where params name them.
+
+    The checkpoint keeps the best epoch by its own monitor (val_accuracy) while EarlyStopping
+    restores the best by val_loss: the saved model and the one left in memory can differ.
+    """
+    zoo: list[keras.callbacks.Callback] = []
+    if params.early_stopping:
+        zoo.append(keras.callbacks.EarlyStopping(**params.early_stopping.model_dump()))
+    zoo.append(
+        keras.callbacks.ModelCheckpoint(
+            checkpoint, save_best_only=True, **params.checkpoint.model_dump()
+        )
+    )
+    if params.reduce_lr_on_plateau:
+        zoo.append(keras.callbacks.ReduceLROnPlateau(**params.reduce_lr_on_plateau.model_dump()))
+    zoo.append(keras.callbacks.TensorBoard(log_dir, **params.tensorboard.model_dump()))
+    return zoo
+
+
+def progress_verbosity() -> int:
+    """Keras' live progress bar on a terminal; one line per epoch in logs (DVC, CI) instead
+    of thousands of carriage-return updates."""
+    return 1 if sys.stdout.isatty() else 2

@@ -1,0 +1,46 @@
+"""The evaluate stage's figures: each model on the test set once, and how the styles agree."""
+
+from itertools import combinations
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from trainstyles import StageError
+from trainstyles.data import CLASS_NAMES, Split, features
+from trainstyles.model import loss_function
+from trainstyles.styles import clipped, step  # noqa: F401 - registers their model classes
+
+
+def predict(model_path: Path, test: Split) -> np.ndarray:
+    """The model's logits for every test image."""
+    try:
+        model = keras.models.load_model(model_path)
+    except (OSError, ValueError, TypeError) as error:
+        raise StageError(
+            f"cannot load {model_path}: {' '.join(str(error).split())[:300]}"
+        ) from None
+    return model.predict(features(test), verbose=0)
+
+
+def score_logits(logits: np.ndarray, test: Split) -> dict:
+    return {
+        "test_accuracy": float(np.mean(logits.argmax(axis=1) == test.labels)),
+        "test_loss": float(loss_function()(test.labels, logits)),
+    }
+
+
+def agreement(predictions: dict[str, np.ndarray]) -> dict:
+    """For each pair of styles, the share of test images on which both predict the same class."""
+    return {
+        f"{a}_vs_{b}": float(np.mean(predictions[a] == predictions[b]))
+        for a, b in combinations(predictions, 2)
+    }
+
+
+def confusion_rows(labels: np.ndarray, predicted: np.ndarray) -> list[dict]:
+    """One row per test image, as DVC's confusion template wants."""
+    return [
+        {"actual": CLASS_NAMES[actual], "predicted": CLASS_NAMES[guess]}
+        for actual, guess in zip(labels, predicted, strict=True)
+    ]

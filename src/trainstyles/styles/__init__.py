@@ -1,0 +1,1 @@
+"""The four training styles, one module each."""

@@ -1,0 +1,79 @@
+"""Style 3, train_raw: our own loop with tf.GradientTape; everything fit() did is written here."""
+
+from collections import defaultdict
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from trainstyles.callbacks import progress_verbosity
+from trainstyles.model import build_model, loss_function
+from trainstyles.params import Params
+
+
+def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir: Path) -> dict:
+    model = build_model(params.model)
+    optimizer = keras.optimizers.Adam(params.train.learning_rate)
+    loss_fn = loss_function()
+    train_loss, val_loss = keras.metrics.Mean(name="loss"), keras.metrics.Mean(name="val_loss")
+    train_acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    val_acc = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
+    epoch_metrics = (train_loss, train_acc, val_loss, val_acc)
+
+    # tf.function traces each step into a graph once; eager Python per batch would be far slower.
+    @tf.function(jit_compile=params.train.jit_compile)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        # Batch-size weights make the epoch loss a per-sample mean, as fit() reports it.
+        train_loss.update_state(loss, sample_weight=tf.shape(x)[0])
+        train_acc.update_state(y, logits)
+
+    @tf.function(jit_compile=params.train.jit_compile)
+    def val_step(x, y):
+        logits = model(x, training=False)
+        val_loss.update_state(loss_fn(y, logits), sample_weight=tf.shape(x)[0])
+        val_acc.update_state(y, logits)
+
+    # The same tags and run names as Keras' TensorBoard callback, so all styles overlay.
+    writers = {
+        run: tf.summary.create_file_writer(str(log_dir / run)) for run in ("train", "validation")
+    }
+    steps = int(train_batches.cardinality())
+    history, best_val_accuracy = defaultdict(list), -1.0
+    epochs = params.train_raw.epochs
+    for epoch in range(epochs):
+        print(f"Epoch {epoch + 1}/{epochs}")
+        # Metrics accumulate until reset: without this, epoch 2 would average in epoch 1.
+        for metric in epoch_metrics:
+            metric.reset_state()
+        progbar = keras.utils.Progbar(
+            steps, verbose=progress_verbosity(), stateful_metrics=[m.name for m in epoch_metrics]
+        )
+        for step, (x, y) in enumerate(train_batches, start=1):
+            train_step(x, y)
+            progbar.update(
+                step,
+                [("loss", train_loss.result()), ("accuracy", train_acc.result())],
+                finalize=False,
+            )
+        for x, y in val_batches:
+            val_step(x, y)
+        logs = {metric.name: float(metric.result()) for metric in epoch_metrics}
+        progbar.update(steps, list(logs.items()), finalize=True)
+
+        for name, value in logs.items():
+            history[name].append(value)
+            run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            with writers[run].as_default():
+                tf.summary.scalar(f"epoch_{tag}", value, step=epoch)
+        # The hand-rolled ModelCheckpoint(save_best_only=True, monitor="val_accuracy").
+        if logs["val_accuracy"] > best_val_accuracy:
+            best_val_accuracy = logs["val_accuracy"]
+            model.save(checkpoint)
+    for writer in writers.values():
+        writer.close()
+    return dict(history)

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from trainstyles.data import Split
+from trainstyles.evaluation import agreement, confusion_rows, score_logits
+
+
+def test_test_metrics_from_logits():
+    test = Split(np.zeros((3, 28, 28), np.uint8), np.array([0, 1, 2]))
+    logits = np.array([[5.0, 0, 0], [0, 5.0, 0], [5.0, 0, 0]], dtype=np.float32)
+    metrics = score_logits(logits, test)
+    assert metrics["test_accuracy"] == pytest.approx(2 / 3)
+    expected_loss = np.mean(
+        [np.log1p(2 * np.exp(-5)), np.log1p(2 * np.exp(-5)), 5 + np.log1p(2 * np.exp(-5))]
+    )
+    assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_agreement_covers_each_pair_once():
+    predictions = {
+        "a": np.array([1, 2, 3, 4]),
+        "b": np.array([1, 2, 0, 4]),
+        "c": np.array([0, 0, 0, 0]),
+    }
+    assert agreement(predictions) == {"a_vs_b": 0.75, "a_vs_c": 0.0, "b_vs_c": 0.25}
+
+
+def test_confusion_rows_name_the_classes():
+    rows = confusion_rows(np.array([0, 9]), np.array([6, 9]))
+    assert rows == [
+        {"actual": "T-shirt/top", "predicted": "Shirt"},
+        {"actual": "Ankle boot", "predicted": "Ankle boot"},
+    ]

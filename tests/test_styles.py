@@ -1,0 +1,105 @@
+"""Each style trains a few steps on learnable synthetic data and leaves a reloadable model."""
+
+import subprocess
+import sys
+from functools import partial
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import learnable_split, tiny_params
+from trainstyles.data import batches, features
+from trainstyles.model import build_model, compile_model
+from trainstyles.styles import clipped, fit, raw, step
+
+STYLES = {"train_fit": fit, "train_step": step, "train_raw": raw, "train_clipped": clipped}
+SHARED_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy"}
+EXTRA_KEYS = {
+    "train_fit": {"learning_rate"},
+    "train_step": {"learning_rate"},
+    "train_clipped": {"grad_norm"},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train every style once for two epochs; the tests below inspect the results."""
+    params = tiny_params()
+    train, val = learnable_split(512, seed=10), learnable_split(128, seed=11)
+    results = {}
+    for style, module in STYLES.items():
+        keras.utils.set_random_seed(params.seed)
+        out = tmp_path_factory.mktemp(style)
+        history = module.train(
+            params,
+            batches(train, params.train.batch_size, shuffle_seed=params.seed),
+            batches(val, params.train.batch_size),
+            out / "best.keras",
+            out / "logs",
+        )
+        results[style] = (history, out)
+    return results
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_style_learns_and_logs_every_epoch(trained, style):
+    history, _ = trained[style]
+    assert set(history) == SHARED_KEYS | EXTRA_KEYS.get(style, set())
+    assert all(len(values) == 2 for values in history.values())
+    assert history["val_accuracy"][-1] > 0.5  # chance is 0.1
+    assert history["loss"][1] < history["loss"][0]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_best_checkpoint_reloads_without_extra_arguments(trained, style):
+    history, out = trained[style]
+    model = keras.models.load_model(out / "best.keras")
+    val = learnable_split(128, seed=11)
+    accuracy = np.mean(model.predict(features(val), verbose=0).argmax(axis=1) == val.labels)
+    assert accuracy == pytest.approx(max(history["val_accuracy"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_tensorboard_logs_have_train_and_validation_runs(trained, style):
+    _, out = trained[style]
+    for run in ("train", "validation"):
+        assert list((out / "logs" / run).glob("events.out.tfevents.*")), run
+
+
+def test_custom_model_classes_load_in_a_fresh_process_after_importing_the_style(trained):
+    _, out = trained["train_clipped"]
+    code = (
+        "import keras, trainstyles.styles.clipped\n"
+        f"model = keras.models.load_model({str(out / 'best.keras')!r})\n"
+        "print(type(model).__name__, model.clip_norm)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["ClippedModel", "1.0"]
+
+
+def test_clipped_reports_pre_clip_norm_only_for_training(trained):
+    history, out = trained["train_clipped"]
+    assert "val_grad_norm" not in history
+    assert all(norm > 0 for norm in history["grad_norm"])
+    model = keras.models.load_model(out / "best.keras")
+    val = learnable_split(64, seed=12)
+    assert len(model.evaluate(features(val), val.labels, verbose=0)) == 2  # loss, accuracy
+
+
+def test_grad_norm_is_the_global_norm_before_clipping():
+    """With a clip norm far below the gradient's, the reported norm is still the unclipped one."""
+    params = tiny_params()
+    model = build_model(params.model, partial(clipped.ClippedModel, clip_norm=1e-3))
+    compile_model(model, params.train)
+    split = learnable_split(32, seed=13)
+    x, y = tf.constant(features(split)), tf.constant(split.labels.astype("int32"))
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(y=y, y_pred=model(x, training=True))
+    expected_norm = float(tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables)))
+    history = model.fit(batches(split, batch_size=32), epochs=1, verbose=0).history  # one step
+    assert expected_norm > 1e-3
+    assert history["grad_norm"] == [pytest.approx(expected_norm, rel=1e-5)]
