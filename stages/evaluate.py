@@ -1,0 +1,25 @@
+"""DVC stage evaluate: every style's best model on the test set, once; agreement; confusion."""
+
+from trainstyles import STYLES
+from trainstyles.data import load_split
+from trainstyles.evaluation import agreement, confusion_rows, predict, score_logits
+from trainstyles.outputs import write_csv, write_json
+from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
+
+
+def main() -> str:
+    test = load_split(SPLIT_DIR / "test")
+    results, predictions = {}, {}
+    for style in STYLES:
+        logits = predict(MODELS_DIR / f"{style}.keras", test)
+        results[style] = score_logits(logits, test)
+        predictions[style] = logits.argmax(axis=1)
+    write_json({**results, "agreement": agreement(predictions)}, METRICS_DIR / "evaluate.json")
+    for style, predicted in predictions.items():
+        write_csv(confusion_rows(test.labels, predicted), PLOTS_DIR / "confusion" / f"{style}.csv")
+    accuracies = ", ".join(f"{style} {r['test_accuracy']:.4f}" for style, r in results.items())
+    return f"tested 4 models on {len(test)} images: {accuracies}; wrote {METRICS_DIR}/evaluate.json"
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,19 @@
+"""DVC stage prepare: find the four Fashion-MNIST IDX files, verify, decode to data/prepared/."""
+
+from trainstyles.data import find_source, load_raw, save_split
+from trainstyles.stage import PREPARED_DIR, run_stage
+
+
+def main() -> str:
+    source = find_source()
+    raw = load_raw(source)  # verifies all four files before anything is written
+    for part, split in raw.items():
+        save_split(split, PREPARED_DIR / part)
+    return (
+        f"read 4 IDX files from {source}, SHA-256 verified; wrote {PREPARED_DIR}/"
+        f"{{train,test}} ({len(raw['train'])} + {len(raw['test'])} images)"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

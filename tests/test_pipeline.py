@@ -1,0 +1,81 @@
+"""End to end: `dvc repro` of the whole pipeline in a temporary copy of the repository."""
+
+import json
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import copy_repo, dvc, edit_params
+from trainstyles import STYLES
+
+pytestmark = pytest.mark.slow
+SMALL = {
+    "split": {"val_size": 100, "train_limit": 600, "test_limit": 200},
+    "train": {"batch_size": 64},
+    **{style: {"epochs": 2} for style in STYLES},
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the repository, with small params, after a full `dvc repro`."""
+    copy = copy_repo(tmp_path_factory.mktemp("repo"), SMALL)
+    dvc(copy, "repro")
+    return copy
+
+
+def test_every_declared_output_exists(repo):
+    stages = YAML(typ="safe").load(repo / "dvc.yaml")["stages"]
+    declared = [
+        next(iter(out)) if isinstance(out, dict) else out
+        for stage in stages.values()
+        for out in stage.get("outs", []) + stage.get("metrics", [])
+    ]
+    assert len(declared) == 2 + 4 * 4 + 2
+    for out in declared:
+        path = repo / out
+        assert path.is_file() or any(path.iterdir()), out
+
+
+def test_pipeline_is_up_to_date_after_repro(repo):
+    assert "Data and pipelines are up to date." in dvc(repo, "status")
+
+
+def test_metrics_show_has_every_style(repo):
+    metrics = json.loads(dvc(repo, "metrics", "show", "--json"))
+    files = next(iter(metrics.values()))["data"]
+    for style in STYLES:
+        style_metrics = files[f"metrics/{style}.json"]["data"]
+        assert style_metrics["epochs_run"] == 2
+        assert 0.0 < style_metrics["val_accuracy"] <= 1.0
+        assert 0.1 < files["metrics/evaluate.json"]["data"][style]["test_accuracy"] <= 1.0
+    clipped = files["metrics/train_clipped.json"]["data"]
+    assert clipped["grad_norm_first"] > 0 and clipped["grad_norm_last"] > 0
+    assert len(files["metrics/evaluate.json"]["data"]["agreement"]) == 6
+    text = dvc(repo, "metrics", "show")
+    assert all(f"metrics/{style}.json" in text for style in STYLES)
+
+
+def test_confusion_plots_have_one_row_per_test_image(repo):
+    for style in STYLES:
+        lines = (repo / "plots" / "confusion" / f"{style}.csv").read_text().splitlines()
+        assert lines[0] == "actual,predicted" and len(lines) == 1 + 200
+
+
+def stages_run(repro_output: str) -> set[str]:
+    return {
+        line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")
+    }
+
+
+def test_a_styles_params_rerun_only_that_style_and_evaluate(repo):
+    params = repo / "params.yaml"
+    original = params.read_text()
+    try:
+        edit_params(params, {"train_clipped": {"clip_norm": 0.5}})
+        assert set(json.loads(dvc(repo, "status", "--json"))) == {"train_clipped"}
+        assert stages_run(dvc(repo, "repro")) == {"train_clipped", "evaluate"}
+    finally:
+        params.write_text(original)
+        dvc(repo, "repro")
