@@ -2,8 +2,9 @@
 
 import os
 
-# TensorFlow's C++ INFO lines ("could not find cuda drivers", "binary is optimized for AVX2")
-# describe the machine, not the run; the stages report the devices themselves.
+# TensorFlow's C++ INFO lines (such as "binary is optimized for AVX2") describe the build, not
+# the run. Its CUDA probe on a machine without a GPU ("could not find cuda drivers", "failed
+# call to cuInit") prints before its logging is set up and ignores this; that is expected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 STYLES = ("train_fit", "train_step", "train_raw", "train_clipped")
