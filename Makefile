@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real lint setup data
+.PHONY: repro test test-real equivalence lint setup data
 
 repro: setup
 	dvc repro
@@ -19,6 +19,11 @@ test: setup
 # The acceptance run on the real data (minutes): .ci/run calls it after `make test`.
 test-real: setup
 	pytest -m real
+
+# The proof that fit(), the train_step override and the raw loop are the same math, to the bit.
+equivalence: setup
+	dvc repro split
+	python -m trainstyles.equivalence --epochs 2
 
 lint: setup
 	ruff check .

@@ -1,20 +1,38 @@
 """DVC stage evaluate: every style's best model on the test set, once; agreement; confusion."""
 
+import tensorflow as tf
+
 from trainstyles import STYLES
 from trainstyles.data import load_split
-from trainstyles.evaluation import agreement, confusion_rows, predict, score_logits
+from trainstyles.evaluation import (
+    agreement,
+    confusion_rows,
+    identical_weights,
+    load_model,
+    predict,
+    score_logits,
+)
 from trainstyles.outputs import write_csv, write_json
 from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
 def main() -> str:
+    tf.config.experimental.enable_op_determinism()
     test = load_split(SPLIT_DIR / "test")
+    models = {style: load_model(MODELS_DIR / f"{style}.keras") for style in STYLES}
     results, predictions = {}, {}
-    for style in STYLES:
-        logits = predict(MODELS_DIR / f"{style}.keras", test)
+    for style, model in models.items():
+        logits = predict(model, test)
         results[style] = score_logits(logits, test)
         predictions[style] = logits.argmax(axis=1)
-    write_json({**results, "agreement": agreement(predictions)}, METRICS_DIR / "evaluate.json")
+    write_json(
+        {
+            **results,
+            "agreement": agreement(predictions),
+            "identical_weights": identical_weights(models),
+        },
+        METRICS_DIR / "evaluate.json",
+    )
     for style, predicted in predictions.items():
         write_csv(confusion_rows(test.labels, predicted), PLOTS_DIR / "confusion" / f"{style}.csv")
     accuracies = ", ".join(f"{style} {r['test_accuracy']:.4f}" for style, r in results.items())

@@ -90,7 +90,10 @@ def edit_params(path: Path, changes: dict) -> None:
     yaml = YAML()  # round-trip: keeps the file's comments and layout
     params = yaml.load(path)
     for section, values in changes.items():
-        params[section].update(values)
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
     yaml.dump(params, path)
 
 

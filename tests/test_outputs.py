@@ -1,9 +1,21 @@
 import json
+import time
+import zipfile
 
+import keras
+import numpy as np
 import pytest
 
 from trainstyles import StageError
-from trainstyles.outputs import atomic_path, epoch_rows, style_metrics, write_csv, write_json
+from trainstyles.outputs import (
+    atomic_path,
+    epoch_rows,
+    publish_keras,
+    renumber_shared_objects,
+    style_metrics,
+    write_csv,
+    write_json,
+)
 
 HISTORY = {
     "loss": [0.6, 0.4, 0.3],
@@ -15,7 +27,7 @@ HISTORY = {
 
 
 def test_style_metrics_are_flat_and_name_the_checkpointed_epoch():
-    metrics = style_metrics(HISTORY, train_seconds=6.0, train_samples=1000)
+    metrics = style_metrics(HISTORY)
     assert metrics == {
         "loss": 0.3,
         "accuracy": 0.9,
@@ -25,8 +37,6 @@ def test_style_metrics_are_flat_and_name_the_checkpointed_epoch():
         "best_val_accuracy": 0.88,
         "best_epoch": 2,  # the first of two equal val_accuracy values: save_best_only keeps it
         "epochs_run": 3,
-        "train_seconds": 6.0,
-        "samples_per_second": 500,
         "grad_norm_first": 1.7,
         "grad_norm_last": 0.9,
     }
@@ -34,7 +44,7 @@ def test_style_metrics_are_flat_and_name_the_checkpointed_epoch():
 
 def test_diverged_training_is_an_error_not_a_metrics_file():
     with pytest.raises(StageError, match="non-finite"):
-        style_metrics({**HISTORY, "loss": [0.6, 0.4, float("nan")]}, 1.0, 10)
+        style_metrics({**HISTORY, "loss": [0.6, 0.4, float("nan")]})
 
 
 def test_epoch_rows_number_epochs_from_one(tmp_path):
@@ -62,3 +72,33 @@ def test_atomic_path_refuses_to_publish_nothing(tmp_path):
     with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "model.keras"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_published_keras_files_of_equal_models_are_equal_bytes_and_reload(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save(tmp_path / "first.keras")
+    time.sleep(1.1)  # Keras stamps saves to the second
+    model.save(tmp_path / "second.keras")
+    assert (tmp_path / "first.keras").read_bytes() != (tmp_path / "second.keras").read_bytes()
+
+    for name in ("first", "second"):
+        publish_keras(tmp_path / f"{name}.keras", tmp_path / "published" / f"{name}.keras")
+    first, second = (tmp_path / "published" / f"{n}.keras" for n in ("first", "second"))
+    assert first.read_bytes() == second.read_bytes()
+    assert "date_saved" not in zipfile.ZipFile(first).read("metadata.json").decode()
+    reloaded = keras.models.load_model(first)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(reloaded.get_weights(), model.get_weights(), strict=True)
+    )
+
+
+def test_shared_objects_are_renumbered_consistently_in_order_of_appearance():
+    config = {"a": {"shared_object_id": 140229}, "b": [{"shared_object_id": 99}, {"x": 1}],
+              "c": {"shared_object_id": 140229}}  # fmt: skip
+    assert renumber_shared_objects(config) == {
+        "a": {"shared_object_id": 1},
+        "b": [{"shared_object_id": 2}, {"x": 1}],
+        "c": {"shared_object_id": 1},
+    }

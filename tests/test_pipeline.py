@@ -32,7 +32,7 @@ def test_every_declared_output_exists(repo):
         for stage in stages.values()
         for out in stage.get("outs", []) + stage.get("metrics", [])
     ]
-    assert len(declared) == 2 + 4 * 4 + 2
+    assert len(declared) == 2 + 4 * 3 + 2
     for out in declared:
         path = repo / out
         assert path.is_file() or any(path.iterdir()), out
@@ -53,6 +53,12 @@ def test_metrics_show_has_every_style(repo):
     clipped = files["metrics/train_clipped.json"]["data"]
     assert clipped["grad_norm_first"] > 0 and clipped["grad_norm_last"] > 0
     assert len(files["metrics/evaluate.json"]["data"]["agreement"]) == 6
+    identical = files["metrics/evaluate.json"]["data"]["identical_weights"]
+    assert identical["train_fit_vs_train_step"] is True  # same math, same callbacks
+    assert identical["train_fit_vs_train_clipped"] is False  # a clip of 1.0 bites
+    for style in STYLES:
+        timing = files[f"metrics/timing/{style}.json"]["data"]
+        assert timing["train_seconds"] > 0 and timing["epochs_timed"] == 2
     text = dvc(repo, "metrics", "show")
     assert all(f"metrics/{style}.json" in text for style in STYLES)
 
@@ -69,12 +75,43 @@ def stages_run(repro_output: str) -> set[str]:
     }
 
 
+def test_a_forced_rerun_reproduces_every_output_to_the_byte(repo):
+    lock = (repo / "dvc.lock").read_text()
+    dvc(repo, "repro", "--force")
+    assert (repo / "dvc.lock").read_text() == lock
+    assert "Data and pipelines are up to date." in dvc(repo, "status")
+
+
+SHARED = {"seed": 7, "model": {"hidden_units": [32]}, "train": {"batch_size": 50}}
+STYLE_EDITS = {
+    "train_fit": {"epochs": 3},
+    "train_step": {"epochs": 3},
+    "train_raw": {"epochs": 3},
+    "train_clipped": {"clip_norm": 0.5},
+}
+
+
+@pytest.mark.parametrize("section", [*STYLE_EDITS, *SHARED])
+def test_status_names_exactly_the_stages_a_params_edit_affects(repo, section):
+    params = repo / "params.yaml"
+    original = params.read_text()
+    try:
+        if section in STYLE_EDITS:
+            edit_params(params, {section: STYLE_EDITS[section]})
+            expected = {section, "evaluate"}
+        else:
+            edit_params(params, {section: SHARED[section]})
+            expected = {*STYLES, "evaluate"}
+        assert set(json.loads(dvc(repo, "status", "--json"))) == expected
+    finally:
+        params.write_text(original)
+
+
 def test_a_styles_params_rerun_only_that_style_and_evaluate(repo):
     params = repo / "params.yaml"
     original = params.read_text()
     try:
         edit_params(params, {"train_clipped": {"clip_norm": 0.5}})
-        assert set(json.loads(dvc(repo, "status", "--json"))) == {"train_clipped"}
         assert stages_run(dvc(repo, "repro")) == {"train_clipped", "evaluate"}
     finally:
         params.write_text(original)

@@ -42,3 +42,9 @@ def test_grad_norm_starts_above_the_clip_and_falls(repo):
 
 def test_pipeline_is_up_to_date_afterwards(repo):
     assert "Data and pipelines are up to date." in dvc(repo, "status")
+
+
+def test_a_forced_rerun_changes_no_line_of_the_lock(repo):
+    lock = (repo / "dvc.lock").read_text()
+    dvc(repo, "repro", "--force")
+    assert (repo / "dvc.lock").read_text() == lock

@@ -12,7 +12,9 @@ import tensorflow as tf
 from conftest import learnable_split, tiny_params
 from trainstyles.data import batches, features
 from trainstyles.model import build_model, compile_model
+from trainstyles.resume import Backup
 from trainstyles.styles import clipped, fit, raw, step
+from trainstyles.training import train_on
 
 STYLES = {"train_fit": fit, "train_step": step, "train_raw": raw, "train_clipped": clipped}
 SHARED_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -30,15 +32,9 @@ def trained(tmp_path_factory):
     train, val = learnable_split(512, seed=10), learnable_split(128, seed=11)
     results = {}
     for style, module in STYLES.items():
-        keras.utils.set_random_seed(params.seed)
         out = tmp_path_factory.mktemp(style)
-        history = module.train(
-            params,
-            batches(train, params.train.batch_size, shuffle_seed=params.seed),
-            batches(val, params.train.batch_size),
-            out / "best.keras",
-            out / "logs",
-        )
+        backup = Backup(out, fingerprint=style)
+        _, history = train_on(module.train, params, train, val, backup, out / "logs")
         results[style] = (history, out)
     return results
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 
+from trainstyles.data import EpochBatches
 from trainstyles.params import CallbackParams
 
 # Keras 3 warns on every tf.data input that fit()'s default shuffle=True is ignored. Harmless:
@@ -33,6 +34,18 @@ def fit_callbacks(
         zoo.append(keras.callbacks.ReduceLROnPlateau(**params.reduce_lr_on_plateau.model_dump()))
     zoo.append(keras.callbacks.TensorBoard(log_dir, **params.tensorboard.model_dump()))
     return zoo
+
+
+class StartEpoch(keras.callbacks.Callback):
+    """Tells the training batches which epoch begins: fit() makes each epoch's iterator after
+    on_epoch_begin, so epoch e gets the order of (seed, e), resumed runs included."""
+
+    def __init__(self, batches: EpochBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.start_epoch(epoch)
 
 
 def progress_verbosity() -> int:

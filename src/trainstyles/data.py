@@ -155,11 +155,46 @@ def features(split: Split) -> np.ndarray:
     return split.images.reshape(-1, IMAGE_SIZE).astype("float32") / 255.0
 
 
-def batches(split: Split, batch_size: int, shuffle_seed: int | None = None):
-    """A `tf.data` pipeline of (pixels, label) batches; reshuffled each epoch when seeded."""
+def batches(split: Split, batch_size: int):
+    """A `tf.data` pipeline of (pixels, label) batches in the split's own order."""
     import tensorflow as tf  # noqa: PLC0415 - prepare and split must not pay for TensorFlow
 
     dataset = tf.data.Dataset.from_tensor_slices((features(split), split.labels.astype("int32")))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class EpochBatches:
+    """Training batches whose order in epoch e is a pure function of (seed, e).
+
+    tf.data's `shuffle(reshuffle_each_iteration=True)` draws a new order per *iterator*, and
+    fit() makes one more iterator than a raw loop (to build the model), so with one seed the
+    styles saw different batches from epoch 2 on. Here each epoch's order is a stateless
+    shuffle keyed by (seed, epoch), read when the epoch's iterator starts: however often and
+    by whom the data is iterated, epoch e sees the same batches in the same order.
+    """
+
+    def __init__(self, split: Split, batch_size: int, seed: int):
+        import tensorflow as tf  # noqa: PLC0415
+
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        pixels, labels = tf.constant(features(split)), tf.constant(split.labels.astype("int32"))
+        self.steps = -(-len(split) // batch_size)
+
+        def epoch_order(_):
+            return tf.random.experimental.stateless_shuffle(
+                tf.range(len(split)), seed=tf.stack([tf.constant(seed, tf.int64), self.epoch])
+            )
+
+        self.dataset = (
+            tf.data.Dataset.range(1)
+            .map(epoch_order)
+            .unbatch()
+            .batch(batch_size)
+            .map(lambda index: (tf.gather(pixels, index), tf.gather(labels, index)))
+            .apply(tf.data.experimental.assert_cardinality(self.steps))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def start_epoch(self, epoch: int) -> None:
+        """Select the order of `epoch` (counted from 0) for the next pass over the data."""
+        self.epoch.assign(epoch)

@@ -7,20 +7,27 @@ import keras
 import numpy as np
 
 from trainstyles import StageError
-from trainstyles.data import CLASS_NAMES, Split, features
+from trainstyles.data import CLASS_NAMES, Split, batches
 from trainstyles.model import loss_function
 from trainstyles.styles import clipped, step  # noqa: F401 - registers their model classes
 
+PREDICT_BATCH_SIZE = 256  # inference only: any size gives the same predictions
 
-def predict(model_path: Path, test: Split) -> np.ndarray:
-    """The model's logits for every test image."""
+
+def load_model(model_path: Path) -> keras.Model:
     try:
-        model = keras.models.load_model(model_path)
+        return keras.models.load_model(model_path)
     except (OSError, ValueError, TypeError) as error:
         raise StageError(
             f"cannot load {model_path}: {' '.join(str(error).split())[:300]}"
         ) from None
-    return model.predict(features(test), verbose=0)
+
+
+def predict(model: keras.Model, test: Split) -> np.ndarray:
+    """The model's logits for every test image."""
+    # A dataset of our own, not numpy: under op determinism Keras' numpy adapter has its
+    # parallel map rewritten, and TensorFlow logs an alarming but harmless line about it.
+    return model.predict(batches(test, PREDICT_BATCH_SIZE), verbose=0)
 
 
 def score_logits(logits: np.ndarray, test: Split) -> dict:
@@ -35,6 +42,18 @@ def agreement(predictions: dict[str, np.ndarray]) -> dict:
     return {
         f"{a}_vs_{b}": float(np.mean(predictions[a] == predictions[b]))
         for a, b in combinations(predictions, 2)
+    }
+
+
+def identical_weights(models: dict[str, keras.Model]) -> dict:
+    """For each pair of styles, whether their weights are equal to the bit: the styles are the
+    same math, so with the same epochs and callbacks they train the same model."""
+    return {
+        f"{a}_vs_{b}": all(
+            np.array_equal(x, y)
+            for x, y in zip(models[a].get_weights(), models[b].get_weights(), strict=True)
+        )
+        for a, b in combinations(models, 2)
     }
 
 

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,45 @@ def write_csv(rows: Sequence[Mapping], path: Path) -> None:
         writer.writerows(rows)
 
 
+def publish_keras(source: Path, final: Path) -> None:
+    """Copy a `.keras` archive to `final` with bytes that depend on the model alone.
+
+    Keras stamps each save with the time (zip entries, metadata.json's `date_saved`) and names
+    objects shared in the config by their memory address (`shared_object_id`). Without the
+    stamps, and with the addresses renumbered in order of appearance, equal models give equal
+    files, so `dvc.lock` does not change when a re-run trains the same weights.
+    """
+    with (
+        zipfile.ZipFile(source) as archive,
+        atomic_path(final) as temp,
+        zipfile.ZipFile(temp, "w") as published,
+    ):
+        for entry in archive.infolist():
+            content = archive.read(entry)
+            if entry.filename == "metadata.json":
+                metadata = json.loads(content)
+                del metadata["date_saved"]
+                content = json.dumps(metadata).encode()
+            elif entry.filename == "config.json":
+                content = json.dumps(renumber_shared_objects(json.loads(content))).encode()
+            published.writestr(zipfile.ZipInfo(entry.filename), content)
+
+
+def renumber_shared_objects(config, numbers: dict | None = None):
+    """`config` with each `shared_object_id` replaced by 1, 2, … in order of first appearance."""
+    numbers = {} if numbers is None else numbers
+    if isinstance(config, list):
+        return [renumber_shared_objects(item, numbers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    return {
+        key: numbers.setdefault(value, len(numbers) + 1)
+        if key == "shared_object_id"
+        else renumber_shared_objects(value, numbers)
+        for key, value in config.items()
+    }
+
+
 def epoch_rows(history: History) -> list[dict]:
     """One row per epoch (numbered from 1, as Keras prints them) for `dvc plots`."""
     epochs = len(history["val_accuracy"])
@@ -51,7 +91,7 @@ def epoch_rows(history: History) -> list[dict]:
     ]
 
 
-def style_metrics(history: History, train_seconds: float, train_samples: int) -> dict:
+def style_metrics(history: History) -> dict:
     """The flat metrics every style reports under the same keys, plus `grad_norm_*` where logged.
 
     The best epoch is the one with the highest validation accuracy: the one the checkpoint kept.
@@ -67,8 +107,6 @@ def style_metrics(history: History, train_seconds: float, train_samples: int) ->
         "best_val_accuracy": val_accuracy[best],
         "best_epoch": best + 1,
         "epochs_run": len(val_accuracy),
-        "train_seconds": round(train_seconds, 2),
-        "samples_per_second": round(len(val_accuracy) * train_samples / train_seconds),
     }
     if "grad_norm" in history:
         metrics |= {

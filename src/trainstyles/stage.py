@@ -10,6 +10,7 @@ PREPARED_DIR = Path("data/prepared")
 SPLIT_DIR = Path("data/split")
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
+TIMING_DIR = METRICS_DIR / "timing"  # not a DVC out: wall-clock figures differ run to run
 PLOTS_DIR = Path("plots")
 LOGS_DIR = Path("logs")
 

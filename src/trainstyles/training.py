@@ -1,40 +1,83 @@
-"""The frame around each training style: seed, data in, timed training, outputs out."""
+"""The frame around each training style: determinism, data in, timed training, outputs out."""
 
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
+import tensorflow as tf
 
-from trainstyles.data import batches, load_split
-from trainstyles.outputs import atomic_path, epoch_rows, style_metrics, write_csv, write_json
-from trainstyles.params import load_params
-from trainstyles.stage import LOGS_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR
+from trainstyles.data import EpochBatches, Split, batches, load_split
+from trainstyles.outputs import epoch_rows, publish_keras, style_metrics, write_csv, write_json
+from trainstyles.params import Params, load_params
+from trainstyles.resume import BACKUP_DIR, Backup, run_fingerprint
+from trainstyles.stage import LOGS_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, TIMING_DIR
 
-TrainFn = Callable[..., dict]
+TrainFn = Callable[..., tuple[keras.Model, dict]]
+
+
+def make_deterministic(seed: int) -> None:
+    """Same seed, same machine, same bits: seeded initializers and only deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_on(
+    train: TrainFn,
+    params: Params,
+    train_split: Split,
+    val_split: Split,
+    backup: Backup,
+    log_dir: Path,
+) -> tuple[keras.Model, dict]:
+    """One style's training, from the seed on: the part the equivalence proof repeats."""
+    make_deterministic(params.seed)
+    train_batches = EpochBatches(train_split, params.train.batch_size, params.seed)
+    val_batches = batches(val_split, params.train.batch_size)
+    return train(params, train_batches, val_batches, backup, log_dir)
 
 
 def train_style(style: str, train: TrainFn) -> str:
     """Train one style on data/split/{train,val} and write its model, metrics, curves and logs.
 
-    The test split is deliberately not read here: no training decision may see it.
+    The test split is deliberately not read here: no training decision may see it. A run that
+    was killed resumes from its last completed epoch (see resume.py).
     """
     params = load_params()
-    keras.utils.set_random_seed(params.seed)
     train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-    train_batches = batches(train_split, params.train.batch_size, shuffle_seed=params.seed)
-    val_batches = batches(val_split, params.train.batch_size)
-    model_path, log_dir = MODELS_DIR / f"{style}.keras", LOGS_DIR / style
-    shutil.rmtree(log_dir, ignore_errors=True)  # as DVC does: no event files of an older run
+    backup = Backup(BACKUP_DIR / style, run_fingerprint(params, train_split, val_split))
+    resumed_after, log_dir = backup.epochs_done, LOGS_DIR / style
+    if not resumed_after:
+        shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
 
-    with atomic_path(model_path) as checkpoint:
-        start = time.perf_counter()
-        history = train(params, train_batches, val_batches, checkpoint, log_dir)
-        metrics = style_metrics(history, time.perf_counter() - start, len(train_split))
+    start = time.perf_counter()
+    if backup.finished:  # killed after training, while writing outputs
+        history = backup.state["history"]
+    else:
+        _, history = train_on(train, params, train_split, val_split, backup, log_dir)
+    seconds = time.perf_counter() - start
+
+    metrics = style_metrics(history)
+    model_path = MODELS_DIR / f"{style}.keras"
+    publish_keras(backup.best_model, model_path)
     write_json(metrics, METRICS_DIR / f"{style}.json")
     write_csv(epoch_rows(history), PLOTS_DIR / f"{style}.csv")
+    epochs_timed = metrics["epochs_run"] - resumed_after
+    write_json(
+        {
+            "train_seconds": round(seconds, 2),
+            "epochs_timed": epochs_timed,
+            "samples_per_second": round(epochs_timed * len(train_split) / seconds)
+            if epochs_timed
+            else 0,
+        },
+        TIMING_DIR / f"{style}.json",
+    )
+    backup.remove()
+    resumed = f", resumed after epoch {resumed_after}" if resumed_after else ""
     return (
-        f"trained on {len(train_split)} images, validated on {len(val_split)}; "
+        f"trained on {len(train_split)} images, validated on {len(val_split)}{resumed}; "
         f"wrote {model_path} (epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
         f"val_accuracy {metrics['best_val_accuracy']:.4f}), metrics, plots and {log_dir}/"
     )

@@ -1,13 +1,16 @@
 """Style 4, train_clipped: the train_step override, clipping gradients by their global norm."""
 
+import math
 from functools import partial
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import Params
+from trainstyles.resume import Backup
 from trainstyles.styles.fit import fit_with_zoo
 
 
@@ -27,8 +30,12 @@ class ClippedModel(keras.Model):
             y_pred = self(x, training=True)
             loss = self.compute_loss(y=y, y_pred=y_pred)
         gradients = tape.gradient(loss, self.trainable_variables)
-        # The returned norm is the one before clipping: what the clip had to tame.
-        gradients, grad_norm = tf.clip_by_global_norm(gradients, self.clip_norm)
+        if math.isinf(self.clip_norm):
+            # No clip at all: clip_by_global_norm would scale by ∞·0 = NaN.
+            grad_norm = tf.linalg.global_norm(gradients)
+        else:
+            # The returned norm is the one before clipping: what the clip had to tame.
+            gradients, grad_norm = tf.clip_by_global_norm(gradients, self.clip_norm)
         self.optimizer.apply(gradients, self.trainable_variables)
         for metric in self.metrics:
             if metric.name == "loss":
@@ -50,8 +57,10 @@ class ClippedModel(keras.Model):
         return {**super().get_config(), "clip_norm": self.clip_norm}
 
 
-def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir: Path) -> dict:
+def train(
+    params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
+) -> tuple[keras.Model, dict]:
     style = params.train_clipped
     model_class = partial(ClippedModel, clip_norm=style.clip_norm)
     model = compile_model(build_model(params.model, model_class), params.train)
-    return fit_with_zoo(model, style, train_batches, val_batches, checkpoint, log_dir)
+    return fit_with_zoo(model, style, train_batches, val_batches, backup, log_dir)

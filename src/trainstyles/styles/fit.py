@@ -4,26 +4,38 @@ from pathlib import Path
 
 import keras
 
-from trainstyles.callbacks import fit_callbacks, progress_verbosity
+from trainstyles.callbacks import StartEpoch, fit_callbacks, progress_verbosity
+from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import FitStyleParams, Params
+from trainstyles.resume import Backup, BackupAndResume
 
 
-def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir: Path) -> dict:
+def train(
+    params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
+) -> tuple[keras.Model, dict]:
     model = compile_model(build_model(params.model), params.train)
-    return fit_with_zoo(model, params.train_fit, train_batches, val_batches, checkpoint, log_dir)
+    return fit_with_zoo(model, params.train_fit, train_batches, val_batches, backup, log_dir)
 
 
 def fit_with_zoo(
-    model: keras.Model, style: FitStyleParams, train_batches, val_batches, checkpoint, log_dir
-) -> dict:
+    model: keras.Model,
+    style: FitStyleParams,
+    train_batches: EpochBatches,
+    val_batches,
+    backup: Backup,
+    log_dir: Path,
+) -> tuple[keras.Model, dict]:
     """fit() with the callback zoo. The train_step styles call this unchanged: the tutorial's
     point is that overriding train_step keeps everything else fit() does."""
-    history = model.fit(
-        train_batches,
+    zoo = fit_callbacks(style.callbacks, backup.best_model, log_dir)
+    history = keras.callbacks.History()
+    model.fit(
+        train_batches.dataset,
         validation_data=val_batches,
         epochs=style.epochs,
-        callbacks=fit_callbacks(style.callbacks, checkpoint, log_dir),
+        # Order matters: the zoo updates on each epoch's end before the backup records it.
+        callbacks=[StartEpoch(train_batches), *zoo, history, BackupAndResume(backup, history, zoo)],
         verbose=progress_verbosity(),
     )
-    return history.history
+    return model, history.history

@@ -7,11 +7,15 @@ import keras
 import tensorflow as tf
 
 from trainstyles.callbacks import progress_verbosity
+from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, loss_function
 from trainstyles.params import Params
+from trainstyles.resume import Backup
 
 
-def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir: Path) -> dict:
+def train(
+    params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
+) -> tuple[keras.Model, dict]:
     model = build_model(params.model)
     optimizer = keras.optimizers.Adam(params.train.learning_rate)
     loss_fn = loss_function()
@@ -42,18 +46,28 @@ def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir:
     writers = {
         run: tf.summary.create_file_writer(str(log_dir / run)) for run in ("train", "validation")
     }
-    steps = int(train_batches.cardinality())
+    # The resume point: weights, the optimizer's moments and step count, and how far we got.
+    optimizer.build(model.trainable_variables)
+    resume = tf.train.Checkpoint(model=model, optimizer=optimizer)
     history, best_val_accuracy = defaultdict(list), -1.0
+    if backup.state:
+        resume.read(str(backup.point / "checkpoint")).assert_consumed()
+        history.update(backup.state["history"])
+        best_val_accuracy = backup.state["best_val_accuracy"]
+
     epochs = params.train_raw.epochs
-    for epoch in range(epochs):
+    for epoch in range(backup.epochs_done, epochs):
         print(f"Epoch {epoch + 1}/{epochs}")
+        train_batches.start_epoch(epoch)  # this epoch's order: a function of (seed, epoch) alone
         # Metrics accumulate until reset: without this, epoch 2 would average in epoch 1.
         for metric in epoch_metrics:
             metric.reset_state()
         progbar = keras.utils.Progbar(
-            steps, verbose=progress_verbosity(), stateful_metrics=[m.name for m in epoch_metrics]
+            train_batches.steps,
+            verbose=progress_verbosity(),
+            stateful_metrics=[m.name for m in epoch_metrics],
         )
-        for step, (x, y) in enumerate(train_batches, start=1):
+        for step, (x, y) in enumerate(train_batches.dataset, start=1):
             train_step(x, y)
             progbar.update(
                 step,
@@ -63,7 +77,7 @@ def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir:
         for x, y in val_batches:
             val_step(x, y)
         logs = {metric.name: float(metric.result()) for metric in epoch_metrics}
-        progbar.update(steps, list(logs.items()), finalize=True)
+        progbar.update(train_batches.steps, list(logs.items()), finalize=True)
 
         for name, value in logs.items():
             history[name].append(value)
@@ -73,7 +87,10 @@ def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir:
         # The hand-rolled ModelCheckpoint(save_best_only=True, monitor="val_accuracy").
         if logs["val_accuracy"] > best_val_accuracy:
             best_val_accuracy = logs["val_accuracy"]
-            model.save(checkpoint)
+            model.save(backup.best_model)
+        state = {"history": history, "best_val_accuracy": best_val_accuracy}
+        with backup.new_point(epoch + 1, epoch + 1 == epochs, state) as point:
+            resume.write(str(point / "checkpoint"))
     for writer in writers.values():
         writer.close()
-    return dict(history)
+    return model, dict(history)

@@ -5,8 +5,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import Params
+from trainstyles.resume import Backup
 from trainstyles.styles.fit import fit_with_zoo
 
 
@@ -32,6 +34,8 @@ class StepModel(keras.Model):
         return self.get_metrics_result()
 
 
-def train(params: Params, train_batches, val_batches, checkpoint: Path, log_dir: Path) -> dict:
+def train(
+    params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
+) -> tuple[keras.Model, dict]:
     model = compile_model(build_model(params.model, StepModel), params.train)
-    return fit_with_zoo(model, params.train_step, train_batches, val_batches, checkpoint, log_dir)
+    return fit_with_zoo(model, params.train_step, train_batches, val_batches, backup, log_dir)

@@ -1,0 +1,124 @@
+"""A training run stopped after any epoch resumes and ends exactly as an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import copy_repo, dvc, learnable_split, tiny_params
+from trainstyles.resume import Backup
+from trainstyles.styles import raw, step
+from trainstyles.training import train_on
+
+TRAIN, VAL = learnable_split(480, seed=30), learnable_split(96, seed=31)
+
+
+def resumable_params(style: str, epochs: int):
+    # At this learning rate val_loss reaches its floor by epoch 3, so from epoch 4 on the
+    # counters of ReduceLROnPlateau (halves the rate in epoch 6) and EarlyStopping (stops after
+    # it) decide: a resume after epoch 4 that lost them would train a different model.
+    return tiny_params(
+        train={"learning_rate": 0.05},
+        **{style: {"epochs": epochs}},
+    )
+
+
+@pytest.mark.parametrize("style, module", [("train_step", step), ("train_raw", raw)])
+def test_resuming_after_an_epoch_ends_as_an_uninterrupted_run(tmp_path, style, module):
+    whole = Backup(tmp_path / "whole", fingerprint="run")
+    model, history = train_on(module.train, resumable_params(style, 6), TRAIN, VAL, whole, tmp_path)
+
+    # A run that stopped after epoch 4 left the same resume point as one whose budget was 4.
+    parts = Backup(tmp_path / "parts", fingerprint="run")
+    train_on(module.train, resumable_params(style, 4), TRAIN, VAL, parts, tmp_path)
+    resumed = Backup(tmp_path / "parts", fingerprint="run")
+    assert resumed.epochs_done == 4
+    resumed_model, resumed_history = train_on(
+        module.train, resumable_params(style, 6), TRAIN, VAL, resumed, tmp_path
+    )
+
+    assert resumed_history == history
+    assert all(
+        a.tobytes() == b.tobytes()
+        for a, b in zip(resumed_model.get_weights(), model.get_weights(), strict=True)
+    )
+    if style == "train_step":
+        assert history["learning_rate"][-1] < history["learning_rate"][0]
+
+
+def test_a_resume_point_of_other_params_or_data_is_discarded(tmp_path):
+    backup = Backup(tmp_path, fingerprint="first")
+    with backup.new_point(1, finished=False, state={"history": {}}) as point:
+        (point / "weights").write_text("w")
+    assert Backup(tmp_path, fingerprint="first").epochs_done == 1
+    assert Backup(tmp_path, fingerprint="second").epochs_done == 0
+    assert not list(tmp_path.glob("epoch-*"))
+
+
+def test_a_point_is_published_whole_or_not_at_all(tmp_path):
+    backup = Backup(tmp_path, fingerprint="run")
+    with backup.new_point(1, finished=False, state={"history": {}}):
+        pass
+    with pytest.raises(RuntimeError), backup.new_point(2, finished=False, state={"history": {}}):
+        raise RuntimeError("killed while writing")
+    assert Backup(tmp_path, fingerprint="run").epochs_done == 1
+    assert [path.name for path in tmp_path.iterdir() if path.is_dir()] == ["epoch-0001"]
+
+
+KILL_STYLES = ("train_step", "train_raw")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A repository copy with split data big enough for epochs of about a second."""
+    params = {
+        "split": {"val_size": 1000, "train_limit": 16000, "test_limit": 100},
+        "train": {"batch_size": 32},
+        **{style: {"epochs": 4} for style in KILL_STYLES},
+    }
+    copy = copy_repo(tmp_path_factory.mktemp("resume"), params)
+    dvc(copy, "repro", "split")
+    return copy
+
+
+def stage(repo: Path, style: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    command = [sys.executable, f"stages/{style}.py"]
+    return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def outputs(repo: Path, style: str) -> dict[str, bytes]:
+    paths = [f"models/{style}.keras", f"metrics/{style}.json", f"plots/{style}.csv"]
+    return {path: (repo / path).read_bytes() for path in paths}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("style", KILL_STYLES)
+def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, style):
+    uninterrupted = stage(repo, style)
+    assert uninterrupted.wait() == 0
+    expected = outputs(repo, style)
+    for path in expected:
+        (repo / path).unlink()  # as DVC does before it runs a stage
+
+    killed = stage(repo, style)
+    first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
+    while not first_point.exists() and killed.poll() is None:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    assert not (repo / f"models/{style}.keras").exists()
+
+    rerun = stage(repo, style)
+    summary = rerun.communicate()[0].splitlines()[-1]
+    assert rerun.returncode == 0
+    resumed_after = int(summary.split("resumed after epoch ")[1].split(";")[0])
+    assert 1 <= resumed_after < 4
+    assert outputs(repo, style) == expected
+    assert not (repo / ".backup" / style).exists()
+    assert np.all(np.isfinite(np.loadtxt(repo / f"plots/{style}.csv", delimiter=",", skiprows=1)))
