@@ -12,7 +12,7 @@ from trainstyles.evaluation import (
     predict,
     score_logits,
 )
-from trainstyles.outputs import write_csv, write_json
+from trainstyles.outputs import atomic_dir, write_csv, write_json
 from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
@@ -33,8 +33,9 @@ def main() -> str:
         },
         METRICS_DIR / "evaluate.json",
     )
-    for style, predicted in predictions.items():
-        write_csv(confusion_rows(test.labels, predicted), PLOTS_DIR / "confusion" / f"{style}.csv")
+    with atomic_dir(PLOTS_DIR / "confusion") as confusion:
+        for style, predicted in predictions.items():
+            write_csv(confusion_rows(test.labels, predicted), confusion / f"{style}.csv")
     accuracies = ", ".join(f"{style} {r['test_accuracy']:.4f}" for style, r in results.items())
     return f"tested 4 models on {len(test)} images: {accuracies}; wrote {METRICS_DIR}/evaluate.json"
 

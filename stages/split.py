@@ -1,6 +1,7 @@
 """DVC stage split: the last split.val_size training images validate; the test set stays apart."""
 
 from trainstyles.data import load_split, save_split, split_train
+from trainstyles.outputs import atomic_dir
 from trainstyles.params import load_params
 from trainstyles.stage import PREPARED_DIR, SPLIT_DIR, run_stage
 
@@ -10,8 +11,9 @@ def main() -> str:
     train = load_split(PREPARED_DIR / "train").head(params.train_limit)
     test = load_split(PREPARED_DIR / "test").head(params.test_limit)
     train, val = split_train(train, params.val_size)
-    for name, part in (("train", train), ("val", val), ("test", test)):
-        save_split(part, SPLIT_DIR / name)
+    with atomic_dir(SPLIT_DIR) as split_dir:
+        for name, part in (("train", train), ("val", val), ("test", test)):
+            save_split(part, split_dir / name)
     return f"wrote {SPLIT_DIR}/{{train,val,test}} ({len(train)} / {len(val)} / {len(test)} images)"
 
 

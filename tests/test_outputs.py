@@ -8,6 +8,7 @@ import pytest
 
 from trainstyles import StageError
 from trainstyles.outputs import (
+    atomic_dir,
     atomic_path,
     epoch_rows,
     publish_keras,
@@ -69,7 +70,7 @@ def test_atomic_path_publishes_only_complete_files(tmp_path):
 
 
 def test_atomic_path_refuses_to_publish_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "model.keras"):
+    with pytest.raises(StageError, match="cannot write"), atomic_path(tmp_path / "model.keras"):
         pass
     assert list(tmp_path.iterdir()) == []
 
@@ -102,3 +103,14 @@ def test_shared_objects_are_renumbered_consistently_in_order_of_appearance():
         "b": [{"shared_object_id": 2}, {"x": 1}],
         "c": {"shared_object_id": 1},
     }
+
+
+def test_atomic_dir_replaces_a_directory_whole_or_leaves_the_old_one(tmp_path):
+    target = tmp_path / "prepared"
+    with atomic_dir(target) as temp:
+        (temp / "old.npy").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as temp:
+        (temp / "new.npy").write_text("new")
+        raise RuntimeError("killed half-way")
+    assert [path.name for path in tmp_path.iterdir()] == ["prepared"]
+    assert [path.name for path in target.iterdir()] == ["old.npy"]

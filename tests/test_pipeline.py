@@ -1,6 +1,7 @@
 """End to end: `dvc repro` of the whole pipeline in a temporary copy of the repository."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,23 @@ def test_a_styles_params_rerun_only_that_style_and_evaluate(repo):
     finally:
         params.write_text(original)
         dvc(repo, "repro")
+
+
+def test_a_pushed_run_pulls_into_a_fresh_clone_with_nothing_to_rerun(repo, tmp_path):
+    remote, clone = tmp_path / "remote", tmp_path / "clone"
+    dvc(repo, "remote", "add", "--default", "local", str(remote))
+    identity = ["-c", "user.name=trainstyles test", "-c", "user.email=test@trainstyles.invalid"]
+    for command in (["add", "-A"], [*identity, "commit", "-q", "-m", "a full run"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    dvc(repo, "push")
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+
+    dvc(clone, "pull")
+    assert "Data and pipelines are up to date." in dvc(clone, "status")
+    assert "Data and pipelines are up to date." in dvc(clone, "repro")
+    for style in STYLES:
+        model = f"models/{style}.keras"
+        assert (clone / model).read_bytes() == (repo / model).read_bytes()
+    assert (clone / "data/split/train/images.npy").read_bytes() == (
+        repo / "data/split/train/images.npy"
+    ).read_bytes()

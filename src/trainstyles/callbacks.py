@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 
+from trainstyles import StageError
 from trainstyles.data import EpochBatches
 from trainstyles.params import CallbackParams
 
@@ -46,6 +47,33 @@ class StartEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.batches.start_epoch(epoch)
+
+
+class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN, failing the stage with the epoch and step where the loss broke.
+
+    It raises at the bad batch, before any epoch-end callback could checkpoint a broken model
+    or back it up to resume from.
+    """
+
+    def __init__(self):
+        super().__init__(raise_error=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
+            raise divergence(logs["loss"], self.epoch, batch + 1) from None
+
+
+def divergence(loss: float, epoch: int, step: int) -> StageError:
+    return StageError(
+        f"training diverged: loss is {float(loss)} at epoch {epoch + 1}, step {step}; "
+        "no model or metrics written"
+    )
 
 
 def progress_verbosity() -> int:

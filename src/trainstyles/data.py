@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from trainstyles import StageError
-from trainstyles.outputs import atomic_path
 
 IDX_SHA256 = {
     "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -122,9 +121,30 @@ def load_raw(source: Path) -> dict[str, Split]:
     """The train and test sets from `source`, after verifying all four files."""
     arrays = {name: decode_idx(read_verified(source / name), name) for name in IDX_SHA256}
     return {
-        "train": Split(arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"]),
-        "test": Split(arrays["t10k-images-idx3-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"]),
+        part: checked_split(images, arrays[images], labels, arrays[labels])
+        for part, images, labels in (
+            ("train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+            ("test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+        )
     }
+
+
+def checked_split(
+    images_name: str, images: np.ndarray, labels_name: str, labels: np.ndarray
+) -> Split:
+    """Images and labels that fit together. The pinned hashes already exclude anything else;
+    these checks name the problem when the pins are changed for another copy of the data."""
+    if images.shape[1:] != (28, 28):
+        raise StageError(f"{images_name}: images are {images.shape[1:]}, expected (n, 28, 28)")
+    if labels.ndim != 1:
+        raise StageError(f"{labels_name}: labels have shape {labels.shape}, expected (n,)")
+    if len(images) != len(labels):
+        raise StageError(
+            f"{images_name} has {len(images)} images but {labels_name} has {len(labels)} labels"
+        )
+    if len(labels) and labels.max() >= len(CLASS_NAMES):
+        raise StageError(f"{labels_name}: label {labels.max()} outside 0-{len(CLASS_NAMES) - 1}")
+    return Split(images, labels)
 
 
 def split_train(train: Split, val_size: int) -> tuple[Split, Split]:
@@ -140,10 +160,10 @@ def split_train(train: Split, val_size: int) -> tuple[Split, Split]:
 
 
 def save_split(split: Split, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for field in ("images", "labels"):
-        with atomic_path(directory / f"{field}.npy") as path:
-            np.save(path, getattr(split, field))
+    """Into a directory being built by outputs.atomic_dir: whole files are its job."""
+    directory.mkdir(parents=True)
+    np.save(directory / "images.npy", split.images)
+    np.save(directory / "labels.npy", split.labels)
 
 
 def load_split(directory: Path) -> Split:

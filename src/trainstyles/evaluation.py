@@ -19,7 +19,8 @@ def load_model(model_path: Path) -> keras.Model:
         return keras.models.load_model(model_path)
     except (OSError, ValueError, TypeError) as error:
         raise StageError(
-            f"cannot load {model_path}: {' '.join(str(error).split())[:300]}"
+            f"cannot load the {model_path.stem} model from {model_path}: "
+            f"{' '.join(str(error).split())[:300]}"
         ) from None
 
 

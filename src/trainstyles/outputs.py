@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,8 +28,37 @@ def atomic_path(final: Path) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, final)
+    except OSError as error:
+        raise write_error(final, error) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """A directory beside `final` to fill; it replaces `final` only if the block completes.
+
+    For outputs that are directories (datasets, confusion data): a crash or a kill leaves the
+    previous directory, or for an instant none, but never a mix of old and new files.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)  # left by a killed run
+    temp.mkdir()
+    try:
+        yield temp
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(temp, final)
+    except OSError as error:
+        raise write_error(final, error) from None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def write_error(final: Path, error: OSError) -> StageError:
+    """A full disk, a size limit, a permission: one line naming the output (numpy's own
+    message for a short write names neither file nor cause)."""
+    return StageError(f"cannot write {final}: {error.strerror or error}; nothing written")
 
 
 def write_json(data: Mapping, path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from trainstyles import StageError
 from trainstyles.data import EpochBatches, Split, batches, load_split
 from trainstyles.outputs import epoch_rows, publish_keras, style_metrics, write_csv, write_json
 from trainstyles.params import Params, load_params
@@ -21,6 +22,18 @@ def make_deterministic(seed: int) -> None:
     """Same seed, same machine, same bits: seeded initializers and only deterministic kernels."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def training_device() -> str:
+    """Which device trains, said once at start. GPUs get memory growth, so that TensorFlow
+    does not reserve all of their memory up front."""
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if not gpus:
+        return "no GPU visible to TensorFlow: training on the CPU"
+    details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+    return "training on " + ", ".join(d.get("device_name", "a GPU") for d in details)
 
 
 def train_on(
@@ -45,6 +58,7 @@ def train_style(style: str, train: TrainFn) -> str:
     was killed resumes from its last completed epoch (see resume.py).
     """
     params = load_params()
+    print(f"{style}: {training_device()}", flush=True)
     train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
     backup = Backup(BACKUP_DIR / style, run_fingerprint(params, train_split, val_split))
     resumed_after, log_dir = backup.epochs_done, LOGS_DIR / style
@@ -55,7 +69,11 @@ def train_style(style: str, train: TrainFn) -> str:
     if backup.finished:  # killed after training, while writing outputs
         history = backup.state["history"]
     else:
-        _, history = train_on(train, params, train_split, val_split, backup, log_dir)
+        try:
+            _, history = train_on(train, params, train_split, val_split, backup, log_dir)
+        except StageError:
+            backup.remove()  # it would only lead to the same failure again
+            raise
     seconds = time.perf_counter() - start
 
     metrics = style_metrics(history)

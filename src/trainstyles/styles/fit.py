@@ -4,7 +4,7 @@ from pathlib import Path
 
 import keras
 
-from trainstyles.callbacks import StartEpoch, fit_callbacks, progress_verbosity
+from trainstyles.callbacks import StartEpoch, TerminateOnNaN, fit_callbacks, progress_verbosity
 from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import FitStyleParams, Params
@@ -35,7 +35,13 @@ def fit_with_zoo(
         validation_data=val_batches,
         epochs=style.epochs,
         # Order matters: the zoo updates on each epoch's end before the backup records it.
-        callbacks=[StartEpoch(train_batches), *zoo, history, BackupAndResume(backup, history, zoo)],
+        callbacks=[
+            StartEpoch(train_batches),
+            TerminateOnNaN(),
+            *zoo,
+            history,
+            BackupAndResume(backup, history, zoo),
+        ],
         verbose=progress_verbosity(),
     )
     return model, history.history

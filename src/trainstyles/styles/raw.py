@@ -1,12 +1,13 @@
 """Style 3, train_raw: our own loop with tf.GradientTape; everything fit() did is written here."""
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from trainstyles.callbacks import progress_verbosity
+from trainstyles.callbacks import divergence, progress_verbosity
 from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, loss_function
 from trainstyles.params import Params
@@ -69,6 +70,8 @@ def train(
         )
         for step, (x, y) in enumerate(train_batches.dataset, start=1):
             train_step(x, y)
+            if not math.isfinite(train_loss.result()):  # what TerminateOnNaN does for fit()
+                raise divergence(train_loss.result(), epoch, step)
             progbar.update(
                 step,
                 [("loss", train_loss.result()), ("accuracy", train_acc.result())],

@@ -1,0 +1,217 @@
+"""Bad input and faults: each stops its stage with one line naming the problem, exit status 1,
+and no output, partial or whole, for DVC to cache."""
+
+import gzip
+import hashlib
+import os
+import resource
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import REPO, idx_bytes, learnable_split
+from trainstyles import data
+from trainstyles.data import save_split
+
+OUTPUT_DIRS = ("data/prepared", "data/split", "models", "metrics", "plots", ".backup")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A working directory as DVC gives a stage: params.yaml (small) and the split data."""
+    raw = YAML(typ="safe").load(REPO / "params.yaml")
+    raw["split"] |= {"val_size": 100}
+    raw["train"] |= {"batch_size": 32}
+    for style in ("train_fit", "train_step", "train_raw", "train_clipped"):
+        raw[style]["epochs"] = 1
+    YAML(typ="safe").dump(raw, tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def split_data(workdir) -> Path:
+    for name, count in (("train", 320), ("val", 64), ("test", 64)):
+        save_split(learnable_split(count, seed=len(name)), workdir / "data" / "split" / name)
+    return workdir
+
+
+def set_param(workdir: Path, keys: str, value) -> None:
+    raw = YAML(typ="safe").load(workdir / "params.yaml")
+    *path, last = keys.split(".")
+    section = raw
+    for key in path:
+        section = section[key]
+    section[last] = value
+    YAML(typ="safe").dump(raw, workdir / "params.yaml")
+
+
+def refused(stage: str) -> str:
+    """Run stages/<stage>.py here as DVC would; it must exit with one error line, which this
+    returns. sys.exit with a message prints it to stderr and exits with status 1."""
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    message = stopped.value.code
+    assert isinstance(message, str) and "\n" not in message, message
+    assert message.startswith(f"{stage}: error: "), message
+    return message.removeprefix(f"{stage}: error: ")
+
+
+def assert_nothing_written(workdir: Path, *kept: str) -> None:
+    for name in OUTPUT_DIRS:
+        if name not in kept:
+            assert not (workdir / name).exists() or not any((workdir / name).rglob("*")), name
+    assert not [path for path in workdir.rglob("*") if ".tmp" in path.name]
+
+
+BAD_PARAMS = [
+    ("train_fit", "train_fit.epochz", 3, "train_fit.epochz = 3: extra inputs are not permitted"),
+    ("train_fit", "train.batch_size", "128",
+     "train.batch_size = '128': input should be a valid integer"),
+    ("train_raw", "train_raw.epochs", 0, "train_raw.epochs = 0: input should be greater than 0"),
+    ("train_step", "train_step.epochs", -2,
+     "train_step.epochs = -2: input should be greater than 0"),
+    ("train_fit", "train.batch_size", 0, "train.batch_size = 0: input should be greater than 0"),
+    ("train_clipped", "train_clipped.clip_norm", -1.0,
+     "train_clipped.clip_norm = -1.0: input should be greater than 0"),
+    ("train_fit", "train_fit.callbacks.early_stopping.monitor", "val_acc",
+     "train_fit.callbacks.early_stopping.monitor = 'val_acc': input should be 'loss', 'accuracy', "
+     "'val_loss' or 'val_accuracy'"),
+    ("train_step", "train_step.callbacks.checkpoint.mode", "maximum",
+     "train_step.callbacks.checkpoint.mode = 'maximum': input should be 'min' or 'max'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stage", "key", "value", "message"), BAD_PARAMS)
+def test_bad_params_stop_the_stage_before_any_work(split_data, stage, key, value, message):
+    set_param(split_data, key, value)
+    assert refused(stage) == f"params.yaml: {message}"
+    assert_nothing_written(split_data, "data/split")
+
+
+def test_a_validation_set_as_large_as_the_training_set_is_refused(workdir):
+    for part, count in (("train", 300), ("test", 50)):
+        save_split(learnable_split(count, seed=1), workdir / "data" / "prepared" / part)
+    set_param(workdir, "split.val_size", 300)
+    assert refused("split") == "split.val_size = 300: must be smaller than the 300 training images"
+    assert_nothing_written(workdir, "data/prepared")
+
+
+@pytest.fixture
+def mirror(fake_fashion_dir, workdir, monkeypatch) -> Path:
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(fake_fashion_dir))
+    return fake_fashion_dir
+
+
+def replace_archive(mirror: Path, name: str, content: bytes, monkeypatch, pin: bool) -> None:
+    """Put `content` into the archive `name`; with `pin`, as if its hash were the pinned one
+    (a copy of the data set other than the published one)."""
+    (mirror / name).write_bytes(gzip.compress(content, mtime=0))
+    if pin:
+        monkeypatch.setitem(data.IDX_SHA256, name, hashlib.sha256(content).hexdigest())
+
+
+def test_a_missing_archive_is_named(mirror, workdir):
+    (mirror / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert refused("prepare").startswith("t10k-labels-idx1-ubyte.gz: missing at ")
+    assert_nothing_written(workdir)
+
+
+def test_a_truncated_archive_is_named_with_both_hashes(mirror, workdir):
+    archive = mirror / "train-labels-idx1-ubyte.gz"
+    archive.write_bytes(archive.read_bytes()[:-20])
+    message = refused("prepare")
+    assert message.startswith("train-labels-idx1-ubyte.gz: SHA-256 mismatch")
+    assert message.endswith("(gzip stream is truncated)")
+    assert_nothing_written(workdir)
+
+
+def test_an_altered_archive_is_named_with_expected_and_actual_hash(mirror, workdir, monkeypatch):
+    images = learnable_split(60, seed=9).images
+    images[0, 0, 0] ^= 1
+    content = idx_bytes(images)
+    replace_archive(mirror, "t10k-images-idx3-ubyte.gz", content, monkeypatch, pin=False)
+    expected = data.IDX_SHA256["t10k-images-idx3-ubyte.gz"]
+    message = refused("prepare")
+    assert message.startswith("t10k-images-idx3-ubyte.gz: SHA-256 mismatch")
+    assert f"expected {expected}, actual {hashlib.sha256(content).hexdigest()}" in message
+    assert_nothing_written(workdir)
+
+
+STRUCTURE_FAULTS = [
+    ("train-labels-idx1-ubyte.gz", b"\x00\x00\x09\x01" + bytes(4),
+     "train-labels-idx1-ubyte.gz: not an IDX file of unsigned bytes with 1 or 3 dimensions"),
+    ("train-images-idx3-ubyte.gz", idx_bytes(np.zeros((300, 32, 32))),
+     "train-images-idx3-ubyte.gz: images are (32, 32), expected (n, 28, 28)"),
+    ("train-labels-idx1-ubyte.gz", idx_bytes(np.full(300, 10)),
+     "train-labels-idx1-ubyte.gz: label 10 outside 0-9"),
+    ("t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(59)),
+     "t10k-images-idx3-ubyte.gz has 60 images but t10k-labels-idx1-ubyte.gz has 59 labels"),
+    ("t10k-images-idx3-ubyte.gz", idx_bytes(np.zeros((60, 28, 28)))[:-1],
+     "t10k-images-idx3-ubyte.gz: IDX header says (60, 28, 28), but the data has another size"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "content", "message"), STRUCTURE_FAULTS)
+def test_a_well_formed_gzip_holding_the_wrong_idx_is_refused(
+    mirror, workdir, monkeypatch, name, content, message
+):
+    replace_archive(mirror, name, content, monkeypatch, pin=True)
+    assert refused("prepare") == message
+    assert_nothing_written(workdir)
+
+
+@pytest.mark.parametrize("stage", ["train_fit", "train_raw"])
+def test_a_diverging_loss_stops_training_naming_epoch_and_step(split_data, stage):
+    set_param(split_data, "train.learning_rate", 1.0e30)
+    message = refused(stage)
+    assert message.startswith("training diverged: loss is ")
+    assert message.split(" at ")[1].startswith("epoch 1, step ")
+    assert message.endswith("no model or metrics written")
+    assert_nothing_written(split_data, "data/split")
+
+
+def test_a_trainer_without_split_data_names_the_missing_file(workdir):
+    assert refused("train_step") == "data/split/train/images.npy: No such file or directory"
+    assert_nothing_written(workdir)
+
+
+def test_a_model_that_does_not_load_names_the_style_and_the_file(split_data):
+    models = split_data / "models"
+    models.mkdir()
+    for style in ("train_fit", "train_step", "train_raw", "train_clipped"):
+        (models / f"{style}.keras").write_bytes(b"PK\x03\x04 cut short")
+    message = refused("evaluate")
+    assert message.startswith("cannot load the train_fit model from models/train_fit.keras: ")
+    assert_nothing_written(split_data, "data/split", "models")
+
+
+def test_a_full_disk_while_writing_leaves_no_partial_file(tmp_path):
+    """RLIMIT_FSIZE makes writes past 100 kB fail as a full disk does (EFBIG instead of ENOSPC;
+    Python ignores SIGXFSZ). The pins in a subprocess are the real ones, so the mirror holds
+    the real files."""
+    if not all((data.DEBIAN_DIR / name).is_file() for name in data.IDX_SHA256):
+        pytest.skip("the real Fashion-MNIST is not installed")
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    result = subprocess.run(
+        [sys.executable, REPO / "stages" / "prepare.py"],
+        cwd=tmp_path,
+        env={**os.environ, "FASHION_MNIST_DIR": str(data.DEBIAN_DIR)},
+        preexec_fn=small_disk,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("prepare: error: cannot write data/prepared: ")
+    assert line.endswith("requested and 99872 written; nothing written")  # numpy's short write
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
