@@ -85,19 +85,27 @@ def download(directory: Path) -> Path:
 
 
 def read_verified(path: Path) -> bytes:
-    """The decompressed IDX bytes of `path`, refused unless their SHA-256 is the pinned one."""
+    """The decompressed IDX bytes of `path`, refused unless their SHA-256 is the pinned one.
+
+    A damaged archive is hashed as far as it decompresses, so `actual` describes the file
+    rather than an empty read.
+    """
     expected = IDX_SHA256[path.name]
     if not path.is_file():
         raise StageError(f"{path.name}: missing at {path} (expected SHA-256 {expected})")
-    content, damage = b"", ""
+    chunks, damage = [], ""
     try:
         with gzip.open(path) as stream:
-            content = stream.read()
+            while chunk := stream.read(1 << 20):
+                chunks.append(chunk)
     except EOFError:
-        damage = " (gzip stream is truncated)"
+        damage = "gzip stream is truncated"
     except (OSError, gzip.BadGzipFile) as error:
-        damage = f" ({path.name} is not a readable gzip file: {error})"
+        damage = f"{path.name} is not a readable gzip file: {error}"
+    content = b"".join(chunks)
     actual = hashlib.sha256(content).hexdigest()
+    if damage:
+        damage = f" of the {len(content)} bytes that decompress ({damage})"
     if actual != expected:
         raise StageError(
             f"{path.name}: SHA-256 mismatch in {path}: expected {expected}, actual {actual}{damage}"
