@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real equivalence lint setup data
+.PHONY: repro test test-real equivalence report lint setup data
 
 repro: setup
 	dvc repro
@@ -25,9 +25,16 @@ equivalence: setup
 	dvc repro split
 	python -m trainstyles.equivalence --epochs 2
 
+# The comparison report, report/report.md with its PNGs: the styles side by side, and DVC's
+# params and metrics diff against REV (the pull-request workflow passes the base branch).
+REV ?= HEAD
+report: setup
+	python -m trainstyles.report --against $(REV)
+
 lint: setup
 	ruff check .
 	ruff format --check .
+	actionlint
 
 setup: $(VENV)/.installed data
 

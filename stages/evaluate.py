@@ -1,4 +1,8 @@
-"""DVC stage evaluate: every style's best model on the test set, once; agreement; confusion."""
+"""DVC stage evaluate: every style's best model on the test set, once; agreement; confusion.
+
+Each style's figures go to one file, `metrics/<style>.json`: its test score beside the summary of
+its curves, so that `dvc metrics show` has one row per style with the same columns.
+"""
 
 import tensorflow as tf
 
@@ -12,7 +16,7 @@ from trainstyles.evaluation import (
     predict,
     score_logits,
 )
-from trainstyles.outputs import atomic_dir, write_csv, write_json
+from trainstyles.outputs import atomic_dir, read_history, style_metrics, write_csv, write_json
 from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
@@ -23,21 +27,23 @@ def main() -> str:
     results, predictions = {}, {}
     for style, model in models.items():
         logits = predict(model, test)
-        results[style] = score_logits(logits, test)
+        curves = read_history(PLOTS_DIR / f"{style}.csv")
+        results[style] = score_logits(logits, test) | style_metrics(curves)
         predictions[style] = logits.argmax(axis=1)
+    for style, figures in results.items():
+        write_json(figures, METRICS_DIR / f"{style}.json")
     write_json(
-        {
-            **results,
-            "agreement": agreement(predictions),
-            "identical_weights": identical_weights(models),
-        },
-        METRICS_DIR / "evaluate.json",
+        {"agreement": agreement(predictions), "identical_weights": identical_weights(models)},
+        METRICS_DIR / "comparison.json",
     )
     with atomic_dir(PLOTS_DIR / "confusion") as confusion:
         for style, predicted in predictions.items():
             write_csv(confusion_rows(test.labels, predicted), confusion / f"{style}.csv")
     accuracies = ", ".join(f"{style} {r['test_accuracy']:.4f}" for style, r in results.items())
-    return f"tested 4 models on {len(test)} images: {accuracies}; wrote {METRICS_DIR}/evaluate.json"
+    return (
+        f"tested 4 models on {len(test)} images: {accuracies}; wrote {METRICS_DIR}/"
+        "{<style>,comparison}.json"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from trainstyles import data
+from trainstyles import STYLES, data
 from trainstyles.data import Split
 from trainstyles.params import Params
 
@@ -64,6 +64,12 @@ def tiny_params(**sections) -> Params:
 
 
 COMMITTED_RESULTS = ("dvc.lock", "metrics/", "plots/")
+# params for end-to-end runs in seconds: 600 training images, 2 epochs per style.
+SMALL = {
+    "split": {"val_size": 100, "train_limit": 600, "test_limit": 200},
+    "train": {"batch_size": 64},
+    **{style: {"epochs": 2} for style in STYLES},
+}
 
 
 def copy_repo(destination: Path, params: dict | None = None) -> Path:
@@ -81,9 +87,17 @@ def copy_repo(destination: Path, params: dict | None = None) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, destination / name)
     edit_params(destination / "params.yaml", params or {})
-    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
-        subprocess.run(command, cwd=destination, check=True)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    # Commits, and `dvc exp run`, need an identity: the repository's own, whatever the machine's.
+    for key, value in {"user.name": "trainstyles test", "user.email": "test@ts.invalid"}.items():
+        subprocess.run(["git", "config", key, value], cwd=destination, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
     return destination
+
+
+def commit(repo: Path, message: str) -> None:
+    for command in (["add", "-A"], ["commit", "-q", "-m", message]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
 
 
 def edit_params(path: Path, changes: dict) -> None:
@@ -110,3 +124,10 @@ def dvc(repo: Path, *args: str) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def stages_run(repro_output: str) -> set[str]:
+    """The stages that a `dvc repro` or `dvc exp run` says it ran."""
+    return {
+        line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")
+    }

@@ -12,6 +12,7 @@ from trainstyles.outputs import (
     atomic_path,
     epoch_rows,
     publish_keras,
+    read_history,
     renumber_shared_objects,
     style_metrics,
     write_csv,
@@ -56,6 +57,13 @@ def test_epoch_rows_number_epochs_from_one(tmp_path):
     lines = (tmp_path / "curves.csv").read_text().splitlines()
     assert lines[0] == "epoch,loss,accuracy,val_loss,val_accuracy,grad_norm"
     assert len(lines) == 4
+
+
+def test_the_curves_read_back_as_the_exact_history(tmp_path):
+    """evaluate sums a style up from its curves: the CSV must hold every float to the bit."""
+    history = {**HISTORY, "loss": [0.1 + 0.2, 1 / 3, float(np.float32(0.35))]}
+    write_csv(epoch_rows(history), tmp_path / "curves.csv")
+    assert read_history(tmp_path / "curves.csv") == history
 
 
 def test_atomic_path_publishes_only_complete_files(tmp_path):

@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of the whole pipeline in a temporary copy of the repository."""
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -7,15 +8,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import copy_repo, dvc, edit_params
+from conftest import SMALL, commit, copy_repo, dvc, edit_params, stages_run
 from trainstyles import STYLES
 
 pytestmark = pytest.mark.slow
-SMALL = {
-    "split": {"val_size": 100, "train_limit": 600, "test_limit": 200},
-    "train": {"batch_size": 64},
-    **{style: {"epochs": 2} for style in STYLES},
-}
 
 
 @pytest.fixture(scope="module")
@@ -43,37 +39,45 @@ def test_pipeline_is_up_to_date_after_repro(repo):
     assert "Data and pipelines are up to date." in dvc(repo, "status")
 
 
-def test_metrics_show_has_every_style(repo):
+def test_metrics_show_has_one_row_per_style_with_shared_columns(repo):
     metrics = json.loads(dvc(repo, "metrics", "show", "--json"))
     files = next(iter(metrics.values()))["data"]
-    for style in STYLES:
-        style_metrics = files[f"metrics/{style}.json"]["data"]
-        assert style_metrics["epochs_run"] == 2
-        assert 0.0 < style_metrics["val_accuracy"] <= 1.0
-        assert 0.1 < files["metrics/evaluate.json"]["data"][style]["test_accuracy"] <= 1.0
-    clipped = files["metrics/train_clipped.json"]["data"]
+    rows = {style: files[f"metrics/{style}.json"]["data"] for style in STYLES}
+    shared = set(rows["train_fit"])
+    for style, row in rows.items():
+        assert set(row) - {"grad_norm_first", "grad_norm_last"} == shared, style
+        assert row["epochs_run"] == 2
+        assert 0.0 < row["val_accuracy"] <= 1.0
+        assert 0.1 < row["test_accuracy"] <= 1.0
+        assert row["test_loss"] > 0
+    clipped = rows["train_clipped"]
     assert clipped["grad_norm_first"] > 0 and clipped["grad_norm_last"] > 0
-    assert len(files["metrics/evaluate.json"]["data"]["agreement"]) == 6
-    identical = files["metrics/evaluate.json"]["data"]["identical_weights"]
+    comparison = files["metrics/comparison.json"]["data"]
+    assert len(comparison["agreement"]) == 6
+    identical = comparison["identical_weights"]
     assert identical["train_fit_vs_train_step"] is True  # same math, same callbacks
     assert identical["train_fit_vs_train_clipped"] is False  # a clip of 1.0 bites
     for style in STYLES:
         timing = files[f"metrics/timing/{style}.json"]["data"]
         assert timing["train_seconds"] > 0 and timing["epochs_timed"] == 2
-    text = dvc(repo, "metrics", "show")
-    assert all(f"metrics/{style}.json" in text for style in STYLES)
+    table = dvc(repo, "metrics", "show")
+    assert all(f"metrics/{style}.json" in table for style in STYLES)
+
+
+def test_curves_have_the_learning_rate_and_the_clip_beside_the_norm(repo):
+    for style in STYLES:
+        header = (repo / "plots" / f"{style}.csv").read_text().splitlines()[0].split(",")
+        assert "learning_rate" in header, style
+    with (repo / "plots" / "train_clipped.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [float(row["clip_norm"]) for row in rows] == [1.0, 1.0]
+    assert all(float(row["learning_rate"]) == 0.001 for row in rows)
 
 
 def test_confusion_plots_have_one_row_per_test_image(repo):
     for style in STYLES:
         lines = (repo / "plots" / "confusion" / f"{style}.csv").read_text().splitlines()
         assert lines[0] == "actual,predicted" and len(lines) == 1 + 200
-
-
-def stages_run(repro_output: str) -> set[str]:
-    return {
-        line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")
-    }
 
 
 def test_a_forced_rerun_reproduces_every_output_to_the_byte(repo):
@@ -122,9 +126,7 @@ def test_a_styles_params_rerun_only_that_style_and_evaluate(repo):
 def test_a_pushed_run_pulls_into_a_fresh_clone_with_nothing_to_rerun(repo, tmp_path):
     remote, clone = tmp_path / "remote", tmp_path / "clone"
     dvc(repo, "remote", "add", "--default", "local", str(remote))
-    identity = ["-c", "user.name=trainstyles test", "-c", "user.email=test@trainstyles.invalid"]
-    for command in (["add", "-A"], [*identity, "commit", "-q", "-m", "a full run"]):
-        subprocess.run(["git", *command], cwd=repo, check=True)
+    commit(repo, "a full run")
     dvc(repo, "push")
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
 

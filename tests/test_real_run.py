@@ -29,8 +29,8 @@ def repo(tmp_path_factory):
 
 @pytest.mark.parametrize("style", MIN_TEST_ACCURACY)
 def test_test_accuracy_reaches_the_tutorials(repo, style):
-    results = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    assert results[style]["test_accuracy"] >= MIN_TEST_ACCURACY[style]
+    results = json.loads((repo / "metrics" / f"{style}.json").read_text())
+    assert results["test_accuracy"] >= MIN_TEST_ACCURACY[style]
 
 
 def test_grad_norm_starts_above_the_clip_and_falls(repo):

@@ -3,11 +3,13 @@
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import learnable_split, tiny_params
 from trainstyles.data import batches, features
@@ -17,12 +19,8 @@ from trainstyles.styles import clipped, fit, raw, step
 from trainstyles.training import train_on
 
 STYLES = {"train_fit": fit, "train_step": step, "train_raw": raw, "train_clipped": clipped}
-SHARED_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy"}
-EXTRA_KEYS = {
-    "train_fit": {"learning_rate"},
-    "train_step": {"learning_rate"},
-    "train_clipped": {"grad_norm"},
-}
+SHARED_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+EXTRA_KEYS = {"train_clipped": {"grad_norm", "clip_norm"}}
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +55,38 @@ def test_best_checkpoint_reloads_without_extra_arguments(trained, style):
     assert accuracy == pytest.approx(max(history["val_accuracy"]), abs=1e-6)
 
 
+def summaries(run_dir: Path) -> dict[str, tuple[str, list]]:
+    """Tag → (plugin, values by step) of every summary TensorBoard finds in one run's events."""
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return {
+        tag: (
+            events.SummaryMetadata(tag).plugin_data.plugin_name,
+            [tf.make_ndarray(event.tensor_proto) for event in events.Tensors(tag)],
+        )
+        for tag in events.Tags()["tensors"]
+    }
+
+
 @pytest.mark.parametrize("style", STYLES)
-def test_tensorboard_logs_have_train_and_validation_runs(trained, style):
-    _, out = trained[style]
-    for run in ("train", "validation"):
-        assert list((out / "logs" / run).glob("events.out.tfevents.*")), run
+def test_tensorboard_has_the_epoch_scalars_and_the_fit_styles_weight_histograms(trained, style):
+    history, out = trained[style]
+    train, validation = (summaries(out / "logs" / run) for run in ("train", "validation"))
+    for run, name, key in (
+        (train, "loss", "loss"),
+        (train, "accuracy", "accuracy"),
+        (train, "learning_rate", "learning_rate"),
+        (validation, "loss", "val_loss"),
+        (validation, "accuracy", "val_accuracy"),
+    ):
+        plugin, values = run[f"epoch_{name}"]
+        assert plugin == "scalars"
+        assert values == pytest.approx(history[key], rel=1e-6), key
+    histograms = [tag for tag, (plugin, _) in train.items() if plugin == "histograms"]
+    if style == "train_raw":
+        assert not histograms  # the tutorial's raw loop logs scalars only
+    else:
+        assert sum("kernel" in tag for tag in histograms) == 3  # one per Dense layer
 
 
 def test_custom_model_classes_load_in_a_fresh_process_after_importing_the_style(trained):

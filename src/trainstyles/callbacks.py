@@ -49,6 +49,22 @@ class StartEpoch(keras.callbacks.Callback):
         self.batches.start_epoch(epoch)
 
 
+class LogSettings(keras.callbacks.Callback):
+    """Puts the learning rate each epoch trained with, and any fixed `settings` (the clip norm),
+    in its logs, so History, the curves and TensorBoard show them for every style, not only for
+    those with ReduceLROnPlateau. Runs before the zoo, which may cut the rate at the epoch's end.
+    """
+
+    def __init__(self, **settings: float):
+        super().__init__()
+        self.settings = settings
+
+    def on_epoch_end(self, epoch, logs=None):
+        learning_rate = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(learning_rate))
+        logs.update(self.settings)
+
+
 class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
     """Keras' TerminateOnNaN, failing the stage with the epoch and step where the loss broke.
 

@@ -121,6 +121,13 @@ def epoch_rows(history: History) -> list[dict]:
     ]
 
 
+def read_history(path: Path) -> dict[str, list[float]]:
+    """The history that `epoch_rows` wrote to `path`: CSV keeps floats exact (shortest repr)."""
+    with path.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
+
+
 def style_metrics(history: History) -> dict:
     """The flat metrics every style reports under the same keys, plus `grad_norm_*` where logged.
 

@@ -13,7 +13,7 @@ from trainstyles.data import EpochBatches, Split, batches, load_split
 from trainstyles.outputs import epoch_rows, publish_keras, style_metrics, write_csv, write_json
 from trainstyles.params import Params, load_params
 from trainstyles.resume import BACKUP_DIR, Backup, run_fingerprint
-from trainstyles.stage import LOGS_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, TIMING_DIR
+from trainstyles.stage import LOGS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, TIMING_DIR
 
 TrainFn = Callable[..., tuple[keras.Model, dict]]
 
@@ -52,10 +52,12 @@ def train_on(
 
 
 def train_style(style: str, train: TrainFn) -> str:
-    """Train one style on data/split/{train,val} and write its model, metrics, curves and logs.
+    """Train one style on data/split/{train,val} and write its model, curves, timing and logs.
 
-    The test split is deliberately not read here: no training decision may see it. A run that
-    was killed resumes from its last completed epoch (see resume.py).
+    The test split is deliberately not read here: no training decision may see it. The curves
+    (one row per epoch) are the style's record: `evaluate` sums them up beside the test score,
+    in one metrics file per style. A run that was killed resumes from its last completed epoch
+    (see resume.py).
     """
     params = load_params()
     print(f"{style}: {training_device()}", flush=True)
@@ -76,10 +78,9 @@ def train_style(style: str, train: TrainFn) -> str:
             raise
     seconds = time.perf_counter() - start
 
-    metrics = style_metrics(history)
+    metrics = style_metrics(history)  # refuses a run whose figures are not finite
     model_path = MODELS_DIR / f"{style}.keras"
     publish_keras(backup.best_model, model_path)
-    write_json(metrics, METRICS_DIR / f"{style}.json")
     write_csv(epoch_rows(history), PLOTS_DIR / f"{style}.csv")
     epochs_timed = metrics["epochs_run"] - resumed_after
     write_json(
@@ -97,5 +98,6 @@ def train_style(style: str, train: TrainFn) -> str:
     return (
         f"trained on {len(train_split)} images, validated on {len(val_split)}{resumed}; "
         f"wrote {model_path} (epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
-        f"val_accuracy {metrics['best_val_accuracy']:.4f}), metrics, plots and {log_dir}/"
+        f"val_accuracy {metrics['best_val_accuracy']:.4f}), {PLOTS_DIR}/{style}.csv, "
+        f"timing and {log_dir}/"
     )

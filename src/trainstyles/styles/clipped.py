@@ -63,4 +63,7 @@ def train(
     style = params.train_clipped
     model_class = partial(ClippedModel, clip_norm=style.clip_norm)
     model = compile_model(build_model(params.model, model_class), params.train)
-    return fit_with_zoo(model, style, train_batches, val_batches, backup, log_dir)
+    # The threshold is logged beside grad_norm, so the curves show what the clip had to tame.
+    return fit_with_zoo(
+        model, style, train_batches, val_batches, backup, log_dir, clip_norm=style.clip_norm
+    )

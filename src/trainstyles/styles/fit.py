@@ -4,7 +4,13 @@ from pathlib import Path
 
 import keras
 
-from trainstyles.callbacks import StartEpoch, TerminateOnNaN, fit_callbacks, progress_verbosity
+from trainstyles.callbacks import (
+    LogSettings,
+    StartEpoch,
+    TerminateOnNaN,
+    fit_callbacks,
+    progress_verbosity,
+)
 from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import FitStyleParams, Params
@@ -25,9 +31,11 @@ def fit_with_zoo(
     val_batches,
     backup: Backup,
     log_dir: Path,
+    **settings: float,
 ) -> tuple[keras.Model, dict]:
     """fit() with the callback zoo. The train_step styles call this unchanged: the tutorial's
-    point is that overriding train_step keeps everything else fit() does."""
+    point is that overriding train_step keeps everything else fit() does. `settings` are logged
+    with each epoch (callbacks.LogSettings)."""
     zoo = fit_callbacks(style.callbacks, backup.best_model, log_dir)
     history = keras.callbacks.History()
     model.fit(
@@ -38,6 +46,7 @@ def fit_with_zoo(
         callbacks=[
             StartEpoch(train_batches),
             TerminateOnNaN(),
+            LogSettings(**settings),
             *zoo,
             history,
             BackupAndResume(backup, history, zoo),

@@ -79,7 +79,10 @@ def train(
             )
         for x, y in val_batches:
             val_step(x, y)
-        logs = {metric.name: float(metric.result()) for metric in epoch_metrics}
+        logs = {
+            **{metric.name: float(metric.result()) for metric in epoch_metrics},
+            "learning_rate": float(optimizer.learning_rate),  # constant here: no scheduler
+        }
         progbar.update(train_batches.steps, list(logs.items()), finalize=True)
 
         for name, value in logs.items():

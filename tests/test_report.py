@@ -1,0 +1,136 @@
+"""The comparison report from two commits of a temporary repository, and DVC experiments on it:
+what the pull-request workflow does, short of posting the comment."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL, commit, copy_repo, dvc, edit_params, stages_run
+from trainstyles import STYLES
+from trainstyles.report import code_lines
+
+pytestmark = pytest.mark.slow
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """Two commits: a small run, then the same with train_clipped cut to one epoch."""
+    copy = copy_repo(tmp_path_factory.mktemp("repo"), SMALL)
+    dvc(copy, "repro")
+    commit(copy, "a small run")
+    edit_params(copy / "params.yaml", {"train_clipped": {"epochs": 1}})
+    dvc(copy, "repro")
+    commit(copy, "train_clipped for one epoch")
+    return copy
+
+
+def report(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    command = [sys.executable, "-m", "trainstyles.report", *args]
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
+
+
+def table_rows(page: str, first_cell: str) -> list[list[str]]:
+    """The cells of every Markdown table row whose first cell is `first_cell`."""
+    rows = [line.strip("|").split("|") for line in page.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows if row[0].strip() == first_cell]
+
+
+@pytest.fixture(scope="module")
+def page(repo) -> str:
+    result = report(repo, "--against", "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "report: wrote report/report.md and its PNGs, diffed against HEAD~1\n"
+    return (repo / "report" / "report.md").read_text()
+
+
+def test_the_side_by_side_table_has_each_styles_figures(repo, page):
+    for style in STYLES:
+        metrics = json.loads((repo / "metrics" / f"{style}.json").read_text())
+        timing = json.loads((repo / "metrics" / "timing" / f"{style}.json").read_text())
+        (row,) = [row for row in table_rows(page, f"`{style}`") if len(row) == 7]
+        assert row[1:5] == [
+            f"{metrics['test_accuracy']:.4f}",
+            f"{metrics['test_loss']:.4f}",
+            str(metrics["epochs_run"]),
+            str(metrics["best_epoch"]),
+        ]
+        assert float(row[5]) == pytest.approx(timing["train_seconds"], abs=0.05)
+    assert table_rows(page, "`train_clipped`")[0][3] == "1"  # the second commit's one epoch
+
+
+def test_the_diff_rows_show_what_the_second_commit_changed_and_nothing_else(page):
+    (params_row,) = table_rows(page, "`params.yaml`")
+    assert params_row == ["`params.yaml`", "`train_clipped.epochs`", "2", "1", "-1"]
+    clipped = {row[1]: row for row in table_rows(page, "`metrics/train_clipped.json`")}
+    assert clipped["`epochs_run`"][2:] == ["2", "1", "-1"]
+    assert "`test_accuracy`" in clipped
+    # The other styles did not re-run, and evaluate re-made their figures to the byte.
+    for style in ("train_fit", "train_step", "train_raw"):
+        assert not table_rows(page, f"`metrics/{style}.json`"), style
+        assert not table_rows(page, f"`metrics/timing/{style}.json`"), style
+    assert table_rows(page, "`metrics/timing/train_clipped.json`")
+
+
+def test_the_pngs_the_page_links_exist(repo, page):
+    for name in ("curves.png", "training.png", "confusion.png"):
+        assert f"]({name})" in page
+        image = (repo / "report" / name).read_bytes()
+        assert image.startswith(PNG_MAGIC) and len(image) > 10_000, name
+
+
+def test_the_altitude_table_counts_each_styles_code(page):
+    measured = {
+        style: int(row[3])
+        for style in STYLES
+        for row in table_rows(page, f"`{style}`")
+        if len(row) == 4  # the altitude table's; the figures table has 7 cells
+    }
+    styles_dir = Path(__file__).parents[1] / "src" / "trainstyles" / "styles"
+    for style, lines in measured.items():
+        assert lines == code_lines(styles_dir / f"{style[6:]}.py")
+    assert max(measured, key=measured.get) == "train_raw"  # it writes what fit() did
+
+
+def test_code_lines_skip_docstrings_comments_and_blank_lines(tmp_path):
+    module = tmp_path / "module.py"
+    module.write_text('"""Doc\nstring."""\n\n# why\ndef f():\n    """Doc."""\n    return 1  # 1\n')
+    assert code_lines(module) == 2
+
+
+def test_an_unknown_revision_is_one_line_and_exit_1(repo):
+    result = report(repo, "--against", "no-such-revision")
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("report: error: dvc params diff no-such-revision failed:")
+
+
+def test_experiments_run_queue_and_show_each_styles_metrics(repo):
+    """Last in this module: `dvc exp run` changes the workspace."""
+    ran = dvc(repo, "exp", "run", "-n", "clip-half", "-S", "train_clipped.clip_norm=0.5")
+    assert stages_run(ran) == {"train_clipped", "evaluate"}
+    dvc(repo, "exp", "run", "--queue", "-S", "train_clipped.clip_norm=0.25,2.0")
+    dvc(repo, "exp", "run", "--run-all")
+
+    shown = json.loads(dvc(repo, "exp", "show", "--json"))
+    experiments = {
+        experiment["name"] or experiment["rev"]: experiment["data"]
+        for commit_row in shown
+        for experiment in commit_row.get("experiments") or []
+        for experiment in experiment["revs"]
+    }
+    clip_norms = {
+        name: data["params"]["params.yaml"]["data"]["train_clipped"]["clip_norm"]
+        for name, data in experiments.items()
+    }
+    assert sorted(clip_norms.values()) == [0.25, 0.5, 2.0]
+    assert clip_norms["clip-half"] == 0.5
+    for data in experiments.values():
+        for style in STYLES:
+            row = data["metrics"][f"metrics/{style}.json"]["data"]
+            assert 0.1 < row["test_accuracy"] <= 1.0
