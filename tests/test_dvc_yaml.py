@@ -34,5 +34,5 @@ def test_code_deps_are_exactly_the_modules_the_stage_imports(stage):
 
 def test_trainers_read_exactly_their_own_params_and_not_the_test_set():
     for stage in ("train_fit", "train_step", "train_raw", "train_clipped"):
-        assert STAGES[stage]["params"] == ["seed", "model", "train", stage]
+        assert STAGES[stage]["params"] == ["seed", "model", "train", "distribute", stage]
         assert "data/split/test" not in STAGES[stage]["deps"]

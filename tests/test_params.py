@@ -30,6 +30,7 @@ def test_params_yaml_holds_the_tutorial_settings():
     assert params.train_raw.epochs == 10
     assert (params.train_clipped.epochs, params.train_clipped.clip_norm) == (5, 1.0)
     assert params.train_clipped.callbacks.early_stopping is not None
+    assert (params.distribute.strategy, params.distribute.logical_cpus) == ("none", None)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +45,18 @@ def test_params_yaml_holds_the_tutorial_settings():
         ("train_raw", "epochs", -1, "train_raw.epochs = -1: input should be greater than 0"),
         ("train", "batch_size", "128", "train.batch_size = '128': input should be a valid integer"),
         ("train", "batch_sise", 64, "train.batch_sise = 64: extra inputs are not permitted"),
+        (
+            "distribute",
+            "strategy",
+            "mirror",
+            "distribute.strategy = 'mirror': input should be 'none', 'mirrored' or 'multi_worker'",
+        ),
+        (
+            "distribute",
+            "logical_cpus",
+            2,
+            "distribute.logical_cpus = 2: value error, only strategy 'mirrored' splits the cpu",
+        ),
     ],
 )
 def test_bad_params_are_refused_in_one_line_naming_key_and_value(

@@ -87,7 +87,12 @@ def test_a_forced_rerun_reproduces_every_output_to_the_byte(repo):
     assert "Data and pipelines are up to date." in dvc(repo, "status")
 
 
-SHARED = {"seed": 7, "model": {"hidden_units": [32]}, "train": {"batch_size": 50}}
+SHARED = {
+    "seed": 7,
+    "model": {"hidden_units": [32]},
+    "train": {"batch_size": 50},
+    "distribute": {"strategy": "mirrored"},
+}
 STYLE_EDITS = {
     "train_fit": {"epochs": 3},
     "train_step": {"epochs": 3},

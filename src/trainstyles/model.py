@@ -17,8 +17,8 @@ def build_model(params: ModelParams, model_class: type[keras.Model] = keras.Mode
     return model_class(inputs, logits, name="mlp")
 
 
-def loss_function() -> keras.losses.Loss:
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def loss_function(reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
 
 
 def compile_model(model: keras.Model, params: TrainParams) -> keras.Model:

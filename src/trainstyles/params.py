@@ -3,7 +3,16 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from ruamel.yaml import YAML, YAMLError
 
 from trainstyles import StageError
@@ -34,6 +43,21 @@ class TrainParams(Section):
     learning_rate: PositiveFloat
     # XLA has no deterministic kernels for some ops: an explicit choice, never Keras' "auto".
     jit_compile: bool
+
+
+class DistributeParams(Section):
+    """Which tf.distribute strategy trains; the global batch stays `train.batch_size`."""
+
+    strategy: Literal["none", "mirrored", "multi_worker"]
+    # mirrored on a machine without a GPU: split the CPU into N logical devices (for tests).
+    logical_cpus: PositiveInt | None = None
+
+    @field_validator("logical_cpus")
+    @classmethod
+    def only_when_mirrored(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("strategy") != "mirrored":
+            raise ValueError("only strategy 'mirrored' splits the CPU")
+        return value
 
 
 class EarlyStoppingParams(Section):
@@ -85,6 +109,7 @@ class Params(Section):
     split: SplitParams
     model: ModelParams
     train: TrainParams
+    distribute: DistributeParams
     train_fit: FitStyleParams
     train_step: FitStyleParams
     train_raw: RawStyleParams

@@ -1,6 +1,7 @@
 """The frame around each training style: determinism, data in, timed training, outputs out."""
 
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +11,9 @@ import tensorflow as tf
 
 from trainstyles import StageError
 from trainstyles.data import EpochBatches, Split, batches, load_split
+from trainstyles.distribute import distribution, is_chief
 from trainstyles.outputs import epoch_rows, publish_keras, style_metrics, write_csv, write_json
-from trainstyles.params import Params, load_params
+from trainstyles.params import DistributeParams, Params, load_params
 from trainstyles.resume import BACKUP_DIR, Backup, run_fingerprint
 from trainstyles.stage import LOGS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, TIMING_DIR
 
@@ -44,11 +46,33 @@ def train_on(
     backup: Backup,
     log_dir: Path,
 ) -> tuple[keras.Model, dict]:
-    """One style's training, from the seed on: the part the equivalence proof repeats."""
+    """One style's training, from the seed on: the part the equivalence proof repeats.
+
+    The model, optimizer and metrics are made under the strategy's scope, so they are mirrored
+    on every replica; the global batch stays `train.batch_size`, split among the replicas.
+    """
+    strategy = distribution(params.distribute)  # first: TensorFlow fixes its devices at the start
+    if params.distribute.strategy != "none":
+        print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas", flush=True)
     make_deterministic(params.seed)
     train_batches = EpochBatches(train_split, params.train.batch_size, params.seed)
     val_batches = batches(val_split, params.train.batch_size)
-    return train(params, train_batches, val_batches, backup, log_dir)
+    with strategy.scope():
+        return train(params, train_batches, val_batches, backup, log_dir)
+
+
+def where_to_write(style: str, params: DistributeParams) -> tuple[Path, Path, Path | None]:
+    """Where a stage writes its outputs and its resume points, and a directory to remove after.
+
+    Under multi_worker every worker runs the same stage and takes part in every step and every
+    save (saving reads variables that all workers hold), but only the chief's files are the
+    stage's outputs: the other workers write theirs to a temporary directory, as Keras' guide
+    has it. No worker resumes: all would have to resume from the same epoch.
+    """
+    if params.strategy != "multi_worker":
+        return Path(), BACKUP_DIR / style, None
+    scratch = Path(tempfile.mkdtemp(prefix=f"{style}-"))
+    return Path() if is_chief(params) else scratch, scratch / BACKUP_DIR / style, scratch
 
 
 def train_style(style: str, train: TrainFn) -> str:
@@ -62,8 +86,9 @@ def train_style(style: str, train: TrainFn) -> str:
     params = load_params()
     print(f"{style}: {training_device()}", flush=True)
     train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-    backup = Backup(BACKUP_DIR / style, run_fingerprint(params, train_split, val_split))
-    resumed_after, log_dir = backup.epochs_done, LOGS_DIR / style
+    out, backup_dir, scratch = where_to_write(style, params.distribute)
+    backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
+    resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
     if not resumed_after:
         shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
 
@@ -79,9 +104,9 @@ def train_style(style: str, train: TrainFn) -> str:
     seconds = time.perf_counter() - start
 
     metrics = style_metrics(history)  # refuses a run whose figures are not finite
-    model_path = MODELS_DIR / f"{style}.keras"
+    model_path = out / MODELS_DIR / f"{style}.keras"
     publish_keras(backup.best_model, model_path)
-    write_csv(epoch_rows(history), PLOTS_DIR / f"{style}.csv")
+    write_csv(epoch_rows(history), out / PLOTS_DIR / f"{style}.csv")
     epochs_timed = metrics["epochs_run"] - resumed_after
     write_json(
         {
@@ -91,13 +116,17 @@ def train_style(style: str, train: TrainFn) -> str:
             if epochs_timed
             else 0,
         },
-        TIMING_DIR / f"{style}.json",
+        out / TIMING_DIR / f"{style}.json",
     )
     backup.remove()
+    if scratch:
+        shutil.rmtree(scratch)
     resumed = f", resumed after epoch {resumed_after}" if resumed_after else ""
+    trained = f"trained on {len(train_split)} images, validated on {len(val_split)}{resumed}; "
+    if out == scratch:
+        return trained + "not the chief: its outputs were temporary, the chief's are the stage's"
     return (
-        f"trained on {len(train_split)} images, validated on {len(val_split)}{resumed}; "
-        f"wrote {model_path} (epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
+        f"{trained}wrote {model_path} (epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
         f"val_accuracy {metrics['best_val_accuracy']:.4f}), {PLOTS_DIR}/{style}.csv, "
         f"timing and {log_dir}/"
     )

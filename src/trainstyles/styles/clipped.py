@@ -30,16 +30,19 @@ class ClippedModel(keras.Model):
             y_pred = self(x, training=True)
             loss = self.compute_loss(y=y, y_pred=y_pred)
         gradients = tape.gradient(loss, self.trainable_variables)
-        if math.isinf(self.clip_norm):
-            # No clip at all: clip_by_global_norm would scale by ∞·0 = NaN.
-            grad_norm = tf.linalg.global_norm(gradients)
-        else:
-            # The returned norm is the one before clipping: what the clip had to tame.
-            gradients, grad_norm = tf.clip_by_global_norm(gradients, self.clip_norm)
+        # Under a strategy each replica holds its share of the gradient and apply() sums the
+        # shares: the norm to clip by is that of their sum (one replica alone: its gradient).
+        summed = tf.distribute.get_replica_context().all_reduce("sum", gradients)
+        grad_norm = tf.linalg.global_norm(summed)  # before clipping: what the clip had to tame
+        if not math.isinf(self.clip_norm):  # an infinite one would scale by ∞·0 = NaN
+            # Every share scaled by the same factor: their sum is clipped to clip_norm.
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm, use_norm=grad_norm)
         self.optimizer.apply(gradients, self.trainable_variables)
         for metric in self.metrics:
             if metric.name == "loss":
-                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+                # As in StepModel: the mean itself, not its share per replica.
+                replicas = self.distribute_strategy.num_replicas_in_sync
+                metric.update_state(loss * replicas, sample_weight=tf.shape(x)[0])
             elif metric.name == "grad_norm":
                 metric.update_state(grad_norm)
             else:

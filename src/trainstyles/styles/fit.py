@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
+from trainstyles import StageError
 from trainstyles.callbacks import (
     LogSettings,
     StartEpoch,
@@ -36,6 +38,11 @@ def fit_with_zoo(
     """fit() with the callback zoo. The train_step styles call this unchanged: the tutorial's
     point is that overriding train_step keeps everything else fit() does. `settings` are logged
     with each epoch (callbacks.LogSettings)."""
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise StageError(
+            "distribute.strategy = 'multi_worker': Keras 3's fit() fails across workers "
+            "(keras-team/keras#20585); of the four styles, train_raw trains on several hosts"
+        )
     zoo = fit_callbacks(style.callbacks, backup.best_model, log_dir)
     history = keras.callbacks.History()
     model.fit(

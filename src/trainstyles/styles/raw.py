@@ -10,38 +10,25 @@ import tensorflow as tf
 from trainstyles.callbacks import divergence, progress_verbosity
 from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, loss_function
-from trainstyles.params import Params
+from trainstyles.params import Params, TrainParams
 from trainstyles.resume import Backup
 
 
 def train(
     params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
 ) -> tuple[keras.Model, dict]:
+    # Under the strategy's scope (training.train_on): what is made here is on every replica.
+    strategy = tf.distribute.get_strategy()
     model = build_model(params.model)
     optimizer = keras.optimizers.Adam(params.train.learning_rate)
-    loss_fn = loss_function()
     train_loss, val_loss = keras.metrics.Mean(name="loss"), keras.metrics.Mean(name="val_loss")
     train_acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     val_acc = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
     epoch_metrics = (train_loss, train_acc, val_loss, val_acc)
-
-    # tf.function traces each step into a graph once; eager Python per batch would be far slower.
-    @tf.function(jit_compile=params.train.jit_compile)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = loss_fn(y, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(gradients, model.trainable_variables)
-        # Batch-size weights make the epoch loss a per-sample mean, as fit() reports it.
-        train_loss.update_state(loss, sample_weight=tf.shape(x)[0])
-        train_acc.update_state(y, logits)
-
-    @tf.function(jit_compile=params.train.jit_compile)
-    def val_step(x, y):
-        logits = model(x, training=False)
-        val_loss.update_state(loss_fn(y, logits), sample_weight=tf.shape(x)[0])
-        val_acc.update_state(y, logits)
+    train_step, val_step = distributed_steps(model, optimizer, epoch_metrics, params.train)
+    # Each global batch split among the replicas: the same global batches as a single device's.
+    train_dataset = strategy.experimental_distribute_dataset(train_batches.dataset)
+    val_dataset = strategy.experimental_distribute_dataset(val_batches)
 
     # The same tags and run names as Keras' TensorBoard callback, so all styles overlay.
     writers = {
@@ -68,7 +55,7 @@ def train(
             verbose=progress_verbosity(),
             stateful_metrics=[m.name for m in epoch_metrics],
         )
-        for step, (x, y) in enumerate(train_batches.dataset, start=1):
+        for step, (x, y) in enumerate(train_dataset, start=1):
             train_step(x, y)
             if not math.isfinite(train_loss.result()):  # what TerminateOnNaN does for fit()
                 raise divergence(train_loss.result(), epoch, step)
@@ -77,11 +64,12 @@ def train(
                 [("loss", train_loss.result()), ("accuracy", train_acc.result())],
                 finalize=False,
             )
-        for x, y in val_batches:
+        for x, y in val_dataset:
             val_step(x, y)
         logs = {
             **{metric.name: float(metric.result()) for metric in epoch_metrics},
-            "learning_rate": float(optimizer.learning_rate),  # constant here: no scheduler
+            # Constant here (no scheduler); read as numpy, a mirrored variable has no float().
+            "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
         }
         progbar.update(train_batches.steps, list(logs.items()), finalize=True)
 
@@ -100,3 +88,55 @@ def train(
     for writer in writers.values():
         writer.close()
     return model, dict(history)
+
+
+def distributed_steps(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    metrics: tuple,
+    train_params: TrainParams,
+):
+    """The training and the validation step, each run on every replica by `strategy.run`; under
+    TensorFlow's default strategy (distribute.strategy none) that is once, as written."""
+    strategy = tf.distribute.get_strategy()
+    loss_fn = loss_function(reduction="none")  # per example: replica_loss averages them
+    train_loss, train_acc, val_loss, val_acc = metrics
+
+    def replica_loss(y, logits):
+        """This replica's share of the mean loss over the global batch, of which it holds a
+        slice. The optimizer sums the replicas' gradients, so the shares must sum to that mean;
+        counting the actual global batch, not the nominal one, keeps the short last batch a
+        plain mean too, as in a single-device run."""
+        global_batch_size = tf.distribute.get_replica_context().all_reduce("sum", tf.shape(y)[0])
+        loss = tf.nn.compute_average_loss(loss_fn(y, logits), global_batch_size=global_batch_size)
+        return loss, global_batch_size
+
+    def track_loss(metric, loss, global_batch_size):
+        # Every replica adds its share times their number, weighted by the global batch: summed
+        # over replicas, a per-sample mean, as fit() reports it (Keras unscales the same way).
+        metric.update_state(loss * strategy.num_replicas_in_sync, sample_weight=global_batch_size)
+
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss, global_batch_size = replica_loss(y, logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)  # sums the replicas' gradients
+        track_loss(train_loss, loss, global_batch_size)
+        train_acc.update_state(y, logits)
+
+    def val_step(x, y):
+        logits = model(x, training=False)
+        track_loss(val_loss, *replica_loss(y, logits))
+        val_acc.update_state(y, logits)
+
+    # tf.function traces each step into a graph once; eager Python per batch would be far slower.
+    @tf.function(jit_compile=train_params.jit_compile)
+    def distributed_train_step(x, y):
+        strategy.run(train_step, args=(x, y))
+
+    @tf.function(jit_compile=train_params.jit_compile)
+    def distributed_val_step(x, y):
+        strategy.run(val_step, args=(x, y))
+
+    return distributed_train_step, distributed_val_step

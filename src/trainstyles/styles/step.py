@@ -27,7 +27,10 @@ class StepModel(keras.Model):
         for metric in self.metrics:
             if metric.name == "loss":
                 # Weighted by batch size as fit() does, so the short last batch counts right.
-                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+                # Under a strategy compute_loss() divides this replica's mean by the number of
+                # replicas, as the optimizer sums their gradients: the metric wants it whole.
+                replicas = self.distribute_strategy.num_replicas_in_sync
+                metric.update_state(loss * replicas, sample_weight=tf.shape(x)[0])
             else:
                 metric.update_state(y, y_pred)
         # What we return is what the progress bar, History and the callbacks see.
