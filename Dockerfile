@@ -7,8 +7,8 @@
 ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
 FROM ${BASE_IMAGE} AS production
 
-# git: DVC needs the repository. The data set is baked in from Debian/Ubuntu's package (Ubuntu
-# has it from 20.10 on); with `--build-arg FASHION_MNIST_PACKAGE=` on a base whose apt lacks it,
+# git: DVC needs the repository. The data set is baked in from Debian/Ubuntu's package (Debian
+# uploaded it in 2020: Ubuntu 20.10 on); with `--build-arg FASHION_MNIST_PACKAGE=` on a base whose apt lacks it,
 # the prepare stage downloads it at run time into $KERAS_HOME instead.
 ARG FASHION_MNIST_PACKAGE=dataset-fashion-mnist
 # DL3008: apt versions differ between the bases this file supports (Ubuntu's, Debian's), and the
