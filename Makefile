@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real equivalence report lint setup data
+.PHONY: repro test test-real equivalence report lint setup data image image-test
 
 repro: setup
 	dvc repro
@@ -35,6 +35,31 @@ lint: setup
 	ruff check .
 	ruff format --check .
 	actionlint
+	hadolint Dockerfile
+
+# The production image, for a host with Docker (`make image ENGINE=podman` elsewhere).
+ENGINE ?= docker
+IMAGE ?= trainstyles
+BASE_IMAGE ?= tensorflow/tensorflow:2.21.0-gpu
+image:
+	@command -v $(ENGINE) >/dev/null || { echo "make image: error: $(ENGINE) not found; set ENGINE=podman or install Docker" >&2; exit 1; }
+	$(ENGINE) build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# The Dockerfile built and smoke-run here, where no Docker engine runs and no registry answers:
+# podman builds it on a local Debian stand-in for the TensorFlow base, through the smoke stage
+# (the pipeline on tiny params, the fast tests), then the production image. `podman run` does not
+# work here, hence the smoke run as a build stage. Layers are cached in podman's storage.
+CA_BUNDLE := /etc/ssl/certs/ca-certificates.crt
+PODMAN_BUILD := podman build --isolation chroot $(if $(wildcard $(CA_BUNDLE)),-v $(CA_BUNDLE):$(CA_BUNDLE):ro)
+image-test:
+	@command -v podman >/dev/null || { echo "make image-test: error: podman not found (apt-get install podman debootstrap)" >&2; exit 1; }
+	@start=$$(date +%s) \
+	&& base=$$(docker/standin-base.sh) \
+	&& echo "image-test: stand-in base $$base" \
+	&& $(PODMAN_BUILD) --build-arg BASE_IMAGE=$$base --target smoke -t $(IMAGE):smoke . \
+	&& $(PODMAN_BUILD) --build-arg BASE_IMAGE=$$base -t $(IMAGE):standin . \
+	&& size=$$(podman image inspect --format '{{.Size}}' $(IMAGE):standin) \
+	&& echo "image-test: built $(IMAGE):standin, $$(( size / 1000000 )) MB, in $$(( $$(date +%s) - start )) s"
 
 setup: $(VENV)/.installed data
 

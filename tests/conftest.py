@@ -112,7 +112,10 @@ def edit_params(path: Path, changes: dict) -> None:
 
 
 def dvc(repo: Path, *args: str) -> str:
-    """Run dvc in `repo` with the repo's own code and this environment's python; must succeed."""
+    """Run dvc in `repo` with the repo's own code and this environment's python; must succeed.
+
+    dvc is the one beside this python (a venv), else the one on PATH (a system-wide install, as
+    in the container, puts scripts in /usr/local/bin whichever python links there)."""
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -120,7 +123,12 @@ def dvc(repo: Path, *args: str) -> str:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
     result = subprocess.run(
-        [bin_dir / "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+        [shutil.which("dvc", path=env["PATH"]) or "dvc", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
