@@ -6,7 +6,6 @@
 set -euo pipefail
 
 SUITE=bookworm  # Python 3.11, as in tensorflow/tensorflow:2.21.0-gpu
-MIRROR=http://deb.debian.org/debian
 PACKAGES=python3,python3-pip,ca-certificates
 
 for tool in podman debootstrap; do
@@ -21,7 +20,7 @@ if podman image exists "$image"; then
 fi
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
-debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$MIRROR" >&2
+debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" >&2  # Debian's default mirror
 # What debootstrap downloaded is not part of the image, as in any published base image.
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 tar -C "$rootfs" -c . | podman import --quiet - "$image" >&2
