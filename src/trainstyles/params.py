@@ -34,6 +34,8 @@ class TrainParams(Section):
     learning_rate: PositiveFloat
     # XLA has no deterministic kernels for some ops: an explicit choice, never Keras' "auto".
     jit_compile: bool
+    # Training steps per call into the compiled graph: fewer Python round trips, same math.
+    steps_per_execution: PositiveInt
 
 
 class EarlyStoppingParams(Section):
