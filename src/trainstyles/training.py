@@ -43,10 +43,12 @@ def train_on(
     val_split: Split,
     backup: Backup,
     log_dir: Path,
+    epoch_batches: type[EpochBatches] = EpochBatches,
 ) -> tuple[keras.Model, dict]:
-    """One style's training, from the seed on: the part the equivalence proof repeats."""
+    """One style's training, from the seed on: the part the equivalence proof repeats (and the
+    bench, with `epoch_batches` noting when each epoch starts)."""
     make_deterministic(params.seed)
-    train_batches = EpochBatches(train_split, params.train.batch_size, params.seed)
+    train_batches = epoch_batches(train_split, params.train.batch_size, params.seed)
     val_batches = batches(val_split, params.train.batch_size)
     return train(params, train_batches, val_batches, backup, log_dir)
 
