@@ -11,6 +11,7 @@ Three yardsticks, measured in the same run on the same (shared, noisy) machine:
 """
 
 import argparse
+import importlib.metadata
 import itertools
 import json
 import os
@@ -146,21 +147,27 @@ def matmul_flops_per_second(m: int, k: int, n: int, seconds: float = 1.0) -> flo
     return 2 * m * k * n / best
 
 
-def limit_figures(model: ModelParams, train_size: int, val_size: int, batch_size: int) -> dict:
+SQUARE_GEMM = (2048, 2048, 2048)
+
+
+def limit_figures(
+    model: ModelParams, train_size: int, val_size: int, batch_size: int, peak: float
+) -> dict:
     """The epoch time of a machine that did nothing but its matmuls at full GEMM speed.
 
-    The limit takes a large square GEMM's throughput, the most this machine's cores deliver;
-    the model's own shapes (batch by layer) are measured beside it to show how much of that
-    a batch of 128 can use.
+    `peak` is a large square GEMM's best throughput over the run; the model's own shapes
+    (batch by layer) are measured beside it, to show how much of it a batch of 128 can use.
+    The limit takes the best rate any of them reached: on a shared machine a busy second can
+    only lower a measured rate, never raise it.
     """
-    peak = matmul_flops_per_second(2048, 2048, 2048)
     shaped = [
         matmul_flops_per_second(batch_size, n_in, n_out) for n_in, n_out in layer_shapes(model)
     ]
+    peak = max(peak, *shaped)
     flops = epoch_flops(model, train_size, val_size)
     return {
         "epoch_flops": flops,
-        "gemm": "numpy float32 2048x2048x2048, best of 1 s of runs",
+        "gemm": "numpy float32: 2048x2048x2048 (1 s per repeat) and the model's shapes, best",
         "gemm_gflops": peak / 1e9,
         "model_shape_gflops": [value / 1e9 for value in shaped],
         "epoch_seconds": flops / peak,
@@ -171,11 +178,14 @@ def limit_figures(model: ModelParams, train_size: int, val_size: int, batch_size
 
 
 def timed_style(style: str, params: Params, train: Split, val: Split, epochs: int) -> list[float]:
-    """Seconds of each epoch after the first (tracing, warm-up) of `style` as the pipeline runs
-    it: its callbacks, checkpoint, TensorBoard and resume points included.
+    """Seconds of `epochs` epochs of `style` as the pipeline runs it: its callbacks,
+    checkpoint, TensorBoard and resume points included.
 
     Every style starts each epoch through `EpochBatches.start_epoch`, so a subclass that notes
-    the time there splits any style's run into epochs without touching the style's code.
+    the time there splits any style's run into epochs without touching the style's code. An
+    epoch lasts from its start to the next one's: the run has a warm-up epoch first (tracing)
+    and one more at the end, whose start closes the last timed epoch, so that neither tracing
+    nor the teardown after training counts.
     """
     from trainstyles import training  # noqa: PLC0415 - the pipeline part needs no TensorFlow
     from trainstyles.data import EpochBatches  # noqa: PLC0415
@@ -190,13 +200,12 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
             super().start_epoch(epoch)
 
     # Every epoch runs: no early stop in so few epochs, but the budget is the bench's.
-    style_params = getattr(params, style).model_copy(update={"epochs": epochs + 1})
+    style_params = getattr(params, style).model_copy(update={"epochs": epochs + 2})
     params = params.model_copy(update={style: style_params})
     with tempfile.TemporaryDirectory(prefix=f"bench-{style}-") as work:
         backup = Backup(Path(work) / "backup", fingerprint="bench")
         logs = Path(work) / "logs"
         training.train_on(TRAINERS[style], params, train, val, backup, logs, TimedEpochs)
-        starts.append(time.perf_counter())
     return list(np.diff(starts[1:]))
 
 
@@ -218,7 +227,7 @@ def timed_peer(params: Params, train: Split, val: Split, epochs: int) -> list[fl
     val_x = torch.from_numpy(features(val))
     val_y = torch.from_numpy(val.labels.astype(np.int64))
     batch_size, starts = params.train.batch_size, []
-    for _ in range(epochs + 1):
+    for _ in range(epochs + 2):  # as timed_style: a warm-up epoch, and one to close the last
         starts.append(time.perf_counter())
         model.train()
         for index in torch.randperm(len(x)).split(batch_size):
@@ -232,7 +241,6 @@ def timed_peer(params: Params, train: Split, val: Split, epochs: int) -> list[fl
                 (model(bx).argmax(1) == by).sum().item()
                 for bx, by in zip(val_x.split(batch_size), val_y.split(batch_size), strict=True)
             )
-    starts.append(time.perf_counter())
     del correct  # computed because a real loop reports it; not a figure of the bench
     return list(np.diff(starts[1:]))
 
@@ -246,32 +254,56 @@ def peer_available() -> str | None:
     return None
 
 
-def epoch_figures(params: Params, repeats: int, epochs: int, say: Callable[[str], None]) -> dict:
-    """Each style, and the peer where installed, `repeats` times, interleaved: repeat r runs
-    every contender once before repeat r+1 starts, in an order that rotates."""
+def timed_run(name: str, epochs: int) -> list[float]:
+    """One contender's epochs, timed in the current process on data/split."""
+    params = load_params()
     train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-    runners: dict[str, Callable[[], list[float]]] = {
-        style: lambda style=style: timed_style(style, params, train, val, epochs)
-        for style in STYLES
-    }
+    if name == PEER:
+        return timed_peer(params, train, val, epochs)
+    return timed_style(name, params, train, val, epochs)
+
+
+def timed_in_child(name: str, epochs: int) -> list[float]:
+    """`timed_run` in a fresh process, as DVC runs a stage: no contender inherits another's
+    thread pools or memory.
+
+    PyTorch's OpenMP threads spin while they wait for each other: with another process on one
+    of the two cores, a step took 20-90 ms instead of 4. OMP_WAIT_POLICY=PASSIVE (sleep, don't
+    spin) keeps it at 4-5 ms: the peer is measured at its best, not at its collapse.
+    """
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"} if name == PEER else None
+    child = subprocess.run(
+        [sys.executable, "-m", "trainstyles.bench", "--run", name, "--epochs", str(epochs)],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    if child.returncode != 0:
+        raise RuntimeError(f"timing {name} failed:\n{child.stderr[-2000:]}")
+    return json.loads(child.stdout.splitlines()[-1])
+
+
+def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None]) -> dict:
+    """Each style, and the peer where installed, `repeats` times, interleaved: repeat r runs
+    every contender once before repeat r+1 starts, in an order that rotates. The GEMM rate is
+    measured once per repeat too, and the best kept: a busy minute must not lower the limit."""
     skipped = peer_available()
+    names = [*STYLES] if skipped else [*STYLES, PEER]
     if skipped:
         say(skipped)
-    else:
-        runners[PEER] = lambda: timed_peer(params, train, val, epochs)
-    times: dict[str, list[list[float]]] = {name: [] for name in runners}
-    names = list(runners)
+    times: dict[str, list[list[float]]] = {name: [] for name in names}
+    gemm = 0.0
     for repeat in range(repeats):
-        order = names[repeat % len(names) :] + names[: repeat % len(names)]
-        for name in order:
-            times[name].append(runners[name]())
+        gemm = max(gemm, matmul_flops_per_second(*SQUARE_GEMM))
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            times[name].append(timed_in_child(name, epochs))
             median = statistics.median(times[name][-1])
             say(f"repeat {repeat + 1}/{repeats}: {name} {median:.2f} s/epoch")
+    train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
     return {
         "train_size": len(train),
         "val_size": len(val),
         "times": times,
         "peer_skipped": skipped,
+        "gemm_flops_per_second": gemm,
     }
 
 
@@ -413,15 +445,9 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
 
 
 def versions() -> dict:
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-
-    found = {"tensorflow": tf.__version__, "keras": keras.__version__}
-    if peer_available() is None:
-        import torch  # noqa: PLC0415
-
-        found["torch"] = torch.__version__
-    return found
+    """The packages that did the work, read from their metadata: no TensorFlow in this process."""
+    names = ["tensorflow", "keras", "numpy"] + ([] if peer_available() else ["torch"])
+    return {name: importlib.metadata.version(name) for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs (default 3)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the dvc repro timings")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
+    parser.add_argument("--run", choices=[*STYLES, PEER], help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
+    if args.run:
+        print(json.dumps(timed_run(args.run, args.epochs)))
+        return 0
 
     def say(line: str) -> None:
         print(f"bench: {line}", flush=True)
@@ -438,9 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params()
     results = {"machine": machine()}
     pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say)
-    measured = epoch_figures(params, args.repeats, args.epochs, say)
+    measured = epoch_figures(args.repeats, args.epochs, say)
     limit = limit_figures(
-        params.model, measured["train_size"], measured["val_size"], params.train.batch_size
+        params.model,
+        measured["train_size"],
+        measured["val_size"],
+        params.train.batch_size,
+        measured["gemm_flops_per_second"],
     )
     results |= summarise(params, measured, limit)
     results["pipeline"] = pipeline
