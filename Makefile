@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real equivalence report lint setup data image image-test
+.PHONY: repro test test-real equivalence report bench lint setup data image image-test
 
 repro: setup
 	dvc repro
@@ -30,6 +30,21 @@ equivalence: setup
 REV ?= HEAD
 report: setup
 	python -m trainstyles.report --against $(REV)
+
+# The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
+# FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary
+# copy, so this checkout's outputs are untouched), and a no-op `dvc repro`. Prints a table and
+# writes bench/results.json. Without the bench extra it runs all the same, minus the peer.
+bench: setup $(VENV)/.bench-installed
+	dvc repro split
+	python -m trainstyles.bench
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	@if $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt; then \
+		touch $@; \
+	else \
+		echo "the bench extra (torch) did not install: the bench will skip the PyTorch peer"; \
+	fi
 
 lint: setup
 	ruff check .

@@ -34,7 +34,10 @@ from trainstyles.resume import Backup
 from trainstyles.training import train_on
 
 strategy, logical_cpus, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
-params = tiny_params(distribute={"strategy": strategy, "logical_cpus": logical_cpus})
+params = tiny_params(
+    train={"steps_per_execution": 1},
+    distribute={"strategy": strategy, "logical_cpus": logical_cpus},
+)
 train, val = learnable_split(600, seed=40), learnable_split(100, seed=41)
 histories = {}
 with tempfile.TemporaryDirectory() as work:
@@ -150,7 +153,7 @@ def free_ports(count: int) -> list[int]:
 def host(directory: Path) -> Path:
     """A working directory as each host of a cluster has one: the same params and split data."""
     raw = YAML(typ="safe").load(REPO / "params.yaml")
-    raw["train"] |= {"batch_size": 32}
+    raw["train"] |= {"batch_size": 32, "steps_per_execution": 1}
     raw["distribute"] = {"strategy": "multi_worker", "logical_cpus": None}
     for style in STYLES:
         raw[style]["epochs"] = 1

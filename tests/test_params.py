@@ -14,6 +14,7 @@ def test_params_yaml_holds_the_tutorial_settings():
     assert (params.seed, params.split.val_size) == (42, 5000)
     assert params.model.hidden_units == [256, 128] and params.model.num_classes == 10
     assert (params.train.batch_size, params.train.learning_rate) == (128, 1e-3)
+    assert (params.train.jit_compile, params.train.steps_per_execution) == (False, 32)
     callbacks = params.train_fit.callbacks
     assert (callbacks.early_stopping.monitor, callbacks.early_stopping.patience) == ("val_loss", 3)
     assert callbacks.early_stopping.restore_best_weights
@@ -56,6 +57,14 @@ def test_params_yaml_holds_the_tutorial_settings():
             "logical_cpus",
             2,
             "distribute.logical_cpus = 2: value error, only strategy 'mirrored' splits the cpu",
+        ),
+        (
+            "distribute",
+            "strategy",
+            "mirrored",
+            "distribute = {'logical_cpus': None, 'strategy': 'mirrored'}: value error, "
+            "train.steps_per_execution = 32 must be 1 under a tf.distribute strategy "
+            "(keras 3.15's multi-step fit() fails there)",
         ),
     ],
 )

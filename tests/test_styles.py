@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import learnable_split, tiny_params
+from trainstyles import StageError
 from trainstyles.data import batches, features
 from trainstyles.model import build_model, compile_model
 from trainstyles.resume import Backup
@@ -124,3 +125,17 @@ def test_grad_norm_is_the_global_norm_before_clipping():
     history = model.fit(batches(split, batch_size=32), epochs=1, verbose=0).history  # one step
     assert expected_norm > 1e-3
     assert history["grad_norm"] == [pytest.approx(expected_norm, rel=1e-5)]
+
+
+def test_the_raw_loop_names_the_same_diverging_step_with_one_or_many_steps_per_call(tmp_path):
+    """Several steps per call into the graph must not blur where the loss broke."""
+    train, val = learnable_split(512, seed=12), learnable_split(64, seed=13)
+    messages = []
+    for per_call in (1, 32):
+        params = tiny_params(train={"learning_rate": 1.0e30, "steps_per_execution": per_call})
+        backup = Backup(tmp_path / str(per_call), fingerprint="diverge")
+        with pytest.raises(StageError) as error:
+            train_on(raw.train, params, train, val, backup, tmp_path / "logs")
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert " at epoch 1, step " in messages[0] and ", step 1;" not in messages[0]

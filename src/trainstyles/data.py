@@ -208,16 +208,19 @@ class EpochBatches:
         pixels, labels = tf.constant(features(split)), tf.constant(split.labels.astype("int32"))
         self.steps = -(-len(split) // batch_size)
 
-        def epoch_order(_):
-            return tf.random.experimental.stateless_shuffle(
+        def epoch_batches(_):
+            order = tf.random.experimental.stateless_shuffle(
                 tf.range(len(split)), seed=tf.stack([tf.constant(seed, tf.int64), self.epoch])
+            )
+            # Slices of the order, not unbatch().batch(): one element per batch, not per image.
+            starts = tf.range(0, len(split), batch_size)
+            return tf.data.Dataset.from_tensor_slices(starts).map(
+                lambda start: order[start : start + batch_size]
             )
 
         self.dataset = (
             tf.data.Dataset.range(1)
-            .map(epoch_order)
-            .unbatch()
-            .batch(batch_size)
+            .flat_map(epoch_batches)
             .map(lambda index: (tf.gather(pixels, index), tf.gather(labels, index)))
             .apply(tf.data.experimental.assert_cardinality(self.steps))
             .prefetch(tf.data.AUTOTUNE)

@@ -28,5 +28,6 @@ def compile_model(model: keras.Model, params: TrainParams) -> keras.Model:
         loss=loss_function(),
         metrics=["accuracy"],
         jit_compile=params.jit_compile,
+        steps_per_execution=params.steps_per_execution,
     )
     return model

@@ -45,8 +45,10 @@ def train_on(
     val_split: Split,
     backup: Backup,
     log_dir: Path,
+    epoch_batches: type[EpochBatches] = EpochBatches,
 ) -> tuple[keras.Model, dict]:
-    """One style's training, from the seed on: the part the equivalence proof repeats.
+    """One style's training, from the seed on: the part the equivalence proof repeats (and the
+    bench, with `epoch_batches` noting when each epoch starts).
 
     The model, optimizer and metrics are made under the strategy's scope, so they are mirrored
     on every replica; the global batch stays `train.batch_size`, split among the replicas.
@@ -55,7 +57,7 @@ def train_on(
     if params.distribute.strategy != "none":
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas", flush=True)
     make_deterministic(params.seed)
-    train_batches = EpochBatches(train_split, params.train.batch_size, params.seed)
+    train_batches = epoch_batches(train_split, params.train.batch_size, params.seed)
     val_batches = batches(val_split, params.train.batch_size)
     with strategy.scope():
         return train(params, train_batches, val_batches, backup, log_dir)

@@ -14,6 +14,29 @@ from trainstyles.params import Params, TrainParams
 from trainstyles.resume import Backup
 
 
+def several_steps(train_step, train_loss: keras.metrics.Mean, per_call: int):
+    """`train_step` run up to `per_call` times in one call, as fit() runs steps_per_execution:
+    one Python round trip (and one read of the loss) per `per_call` batches instead of per batch.
+    It stops after the first step whose running loss is not finite, and returns how many steps
+    ran, so a divergence is still reported at its exact step."""
+
+    @tf.function
+    def train_steps(iterator, count):
+        done = tf.constant(0)
+        for _ in tf.range(count):
+            train_step(*next(iterator))
+            done += 1
+            if not tf.math.is_finite(train_loss.result()):
+                break
+        return done
+
+    def run(iterator, remaining: int) -> int:
+        # A tensor count: one trace, whatever the length of an epoch's last call.
+        return int(train_steps(iterator, tf.constant(min(per_call, remaining))))
+
+    return run
+
+
 def train(
     params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
 ) -> tuple[keras.Model, dict]:
@@ -26,6 +49,7 @@ def train(
     val_acc = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
     epoch_metrics = (train_loss, train_acc, val_loss, val_acc)
     train_step, val_step = distributed_steps(model, optimizer, epoch_metrics, params.train)
+    train_steps = several_steps(train_step, train_loss, params.train.steps_per_execution)
     # Each global batch split among the replicas: the same global batches as a single device's.
     train_dataset = strategy.experimental_distribute_dataset(train_batches.dataset)
     val_dataset = strategy.experimental_distribute_dataset(val_batches)
@@ -55,8 +79,9 @@ def train(
             verbose=progress_verbosity(),
             stateful_metrics=[m.name for m in epoch_metrics],
         )
-        for step, (x, y) in enumerate(train_dataset, start=1):
-            train_step(x, y)
+        batches, step = iter(train_dataset), 0
+        while step < train_batches.steps:
+            step += train_steps(batches, train_batches.steps - step)
             if not math.isfinite(train_loss.result()):  # what TerminateOnNaN does for fit()
                 raise divergence(train_loss.result(), epoch, step)
             progbar.update(

@@ -1,0 +1,493 @@
+"""`make bench`: how fast each style trains and the pipeline runs, against a peer and the limit.
+
+Three yardsticks, measured in the same run on the same (shared, noisy) machine:
+- the peer: the same MLP, data, batch size and optimizer in a plain PyTorch eager loop, run
+  interleaved with the styles so that each style's ratio compares runs minutes apart at most;
+- the limit: the FLOPs of an epoch divided by the machine's measured matrix-multiply throughput;
+- the pipeline: each stage's wall time and peak resident memory in a full `dvc repro -f`, and
+  the time of a `dvc repro` with nothing to do.
+
+    python -m trainstyles.bench [--epochs 2] [--repeats 3] [--no-pipeline] [--out FILE.json]
+"""
+
+import argparse
+import importlib.metadata
+import itertools
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainstyles import STYLES
+from trainstyles.data import IMAGE_SIZE, Split, features, load_split
+from trainstyles.params import ModelParams, Params, load_params
+from trainstyles.stage import SPLIT_DIR
+
+PEER = "pytorch"
+RESULTS = Path("bench/results.json")
+
+
+# --- The arithmetic: pure, and unit-tested --------------------------------------------------------
+
+
+def layer_shapes(model: ModelParams) -> list[tuple[int, int]]:
+    """(inputs, outputs) of each Dense layer: 784 → 256 → 128 → 10 for the tutorial."""
+    sizes = [IMAGE_SIZE, *model.hidden_units, model.num_classes]
+    return list(itertools.pairwise(sizes))
+
+
+def training_flops_per_sample(model: ModelParams) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one sample's forward and backward pass.
+
+    Forward: x·W per layer. Backward: the weight gradient xᵀ·δ per layer, and the input gradient
+    δ·Wᵀ for every layer but the first (nothing needs the gradient of the pixels). Bias adds,
+    activations and the loss are O(units), three orders of magnitude fewer: left out.
+    """
+    shapes = layer_shapes(model)
+    forward = sum(2 * n_in * n_out for n_in, n_out in shapes)
+    input_gradients = sum(2 * n_in * n_out for n_in, n_out in shapes[1:])
+    return 2 * forward + input_gradients
+
+
+def inference_flops_per_sample(model: ModelParams) -> int:
+    return sum(2 * n_in * n_out for n_in, n_out in layer_shapes(model))
+
+
+def epoch_flops(model: ModelParams, train_size: int, val_size: int) -> int:
+    """An epoch as every contender runs it: train on the training set, then validate."""
+    return train_size * training_flops_per_sample(model) + val_size * inference_flops_per_sample(
+        model
+    )
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Median and range: with a machine shared by others, the mean would chase the outliers."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def paired_ratios(times: dict[str, list[list[float]]], reference: str) -> dict[str, list[float]]:
+    """Per repeat, each contender's median epoch divided by the reference's median epoch of
+    that same repeat: a slow minute on the machine slows both sides of a pair."""
+    return {
+        name: [
+            statistics.median(mine) / statistics.median(theirs)
+            for mine, theirs in zip(runs, times[reference], strict=True)
+        ]
+        for name, runs in times.items()
+        if name != reference
+    }
+
+
+def epoch_table(results: dict) -> str:
+    """The printed table: one row per contender, then the limit."""
+    rows = [("", "s/epoch median (min-max)", "samples/s", "x pytorch (min-max)", "x limit")]
+    limit = results["limit"]["epoch_seconds"]
+    for name, figures in results["epochs"].items():
+        seconds = figures["seconds_per_epoch"]
+        ratio = results["ratio_to_peer"].get(name)
+        rows.append(
+            (
+                name,
+                f"{seconds['median']:.2f} ({seconds['min']:.2f}-{seconds['max']:.2f})",
+                f"{figures['samples_per_second']:,.0f}",
+                f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else "",
+                f"{seconds['median'] / limit:.2f}",
+            )
+        )
+    rows.append(("limit", f"{limit:.2f}", "", "", "1.00"))
+    return format_rows(rows)
+
+
+def pipeline_table(pipeline: dict) -> str:
+    rows = [("stage", "wall s", "peak RSS MB")]
+    for stage, figures in pipeline["stages"].items():
+        rows.append((stage, f"{figures['seconds']:.1f}", f"{figures['peak_rss_mb']:.0f}"))
+    rows.append(("dvc repro -f (all 7)", f"{pipeline['full_repro_seconds']:.1f}", ""))
+    noop = pipeline["noop_repro_seconds"]
+    rows.append(
+        ("dvc repro (no-op)", f"{noop['median']:.2f} ({noop['min']:.2f}-{noop['max']:.2f})", "")
+    )
+    return format_rows(rows)
+
+
+def format_rows(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- The limit: the machine's matrix-multiply throughput ------------------------------------------
+
+
+def matmul_flops_per_second(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    """Best float32 GEMM throughput of numpy (OpenBLAS) on (m, k)·(k, n), over `seconds` of runs.
+
+    The best, not the median: the limit is what the hardware can do when it is not disturbed.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best
+
+
+SQUARE_GEMM = (2048, 2048, 2048)
+
+
+def limit_figures(
+    model: ModelParams, train_size: int, val_size: int, batch_size: int, peak: float
+) -> dict:
+    """The epoch time of a machine that did nothing but its matmuls at full GEMM speed.
+
+    `peak` is a large square GEMM's best throughput over the run; the model's own shapes
+    (batch by layer) are measured beside it, to show how much of it a batch of 128 can use.
+    The limit takes the best rate any of them reached: on a shared machine a busy second can
+    only lower a measured rate, never raise it.
+    """
+    shaped = [
+        matmul_flops_per_second(batch_size, n_in, n_out) for n_in, n_out in layer_shapes(model)
+    ]
+    peak = max(peak, *shaped)
+    flops = epoch_flops(model, train_size, val_size)
+    return {
+        "epoch_flops": flops,
+        "gemm": "numpy float32: 2048x2048x2048 (1 s per repeat) and the model's shapes, best",
+        "gemm_gflops": peak / 1e9,
+        "model_shape_gflops": [value / 1e9 for value in shaped],
+        "epoch_seconds": flops / peak,
+    }
+
+
+# --- The styles, timed epoch by epoch -------------------------------------------------------------
+
+
+def timed_style(style: str, params: Params, train: Split, val: Split, epochs: int) -> list[float]:
+    """Seconds of `epochs` epochs of `style` as the pipeline runs it: its callbacks,
+    checkpoint, TensorBoard and resume points included.
+
+    Every style starts each epoch through `EpochBatches.start_epoch`, so a subclass that notes
+    the time there splits any style's run into epochs without touching the style's code. An
+    epoch lasts from its start to the next one's: the run has a warm-up epoch first (tracing)
+    and one more at the end, whose start closes the last timed epoch, so that neither tracing
+    nor the teardown after training counts.
+    """
+    from trainstyles import training  # noqa: PLC0415 - the pipeline part needs no TensorFlow
+    from trainstyles.data import EpochBatches  # noqa: PLC0415
+    from trainstyles.equivalence import TRAINERS  # noqa: PLC0415
+    from trainstyles.resume import Backup  # noqa: PLC0415
+
+    starts: list[float] = []
+
+    class TimedEpochs(EpochBatches):
+        def start_epoch(self, epoch: int) -> None:
+            starts.append(time.perf_counter())
+            super().start_epoch(epoch)
+
+    # Every epoch runs: no early stop in so few epochs, but the budget is the bench's.
+    style_params = getattr(params, style).model_copy(update={"epochs": epochs + 2})
+    params = params.model_copy(update={style: style_params})
+    with tempfile.TemporaryDirectory(prefix=f"bench-{style}-") as work:
+        backup = Backup(Path(work) / "backup", fingerprint="bench")
+        logs = Path(work) / "logs"
+        training.train_on(TRAINERS[style], params, train, val, backup, logs, TimedEpochs)
+    return list(np.diff(starts[1:]))
+
+
+def timed_peer(params: Params, train: Split, val: Split, epochs: int) -> list[float]:
+    """The same epochs in a plain PyTorch eager loop: shuffle, forward, loss, backward, step,
+    then a validation pass, as a PyTorch user would write it (threads: torch's default)."""
+    import torch  # noqa: PLC0415 - optional: the `bench` extra
+
+    torch.manual_seed(params.seed)
+    layers, shapes = [], layer_shapes(params.model)
+    for index, (n_in, n_out) in enumerate(shapes):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if index < len(shapes) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.train.learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y = torch.from_numpy(features(train)), torch.from_numpy(train.labels.astype(np.int64))
+    val_x = torch.from_numpy(features(val))
+    val_y = torch.from_numpy(val.labels.astype(np.int64))
+    batch_size, starts = params.train.batch_size, []
+    for _ in range(epochs + 2):  # as timed_style: a warm-up epoch, and one to close the last
+        starts.append(time.perf_counter())
+        model.train()
+        for index in torch.randperm(len(x)).split(batch_size):
+            loss = loss_fn(model(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum(
+                (model(bx).argmax(1) == by).sum().item()
+                for bx, by in zip(val_x.split(batch_size), val_y.split(batch_size), strict=True)
+            )
+    del correct  # computed because a real loop reports it; not a figure of the bench
+    return list(np.diff(starts[1:]))
+
+
+def peer_available() -> str | None:
+    """Why the PyTorch peer cannot run, or None when it can."""
+    try:
+        import torch  # noqa: F401, PLC0415
+    except ImportError:
+        return "PyTorch is not installed (pip install -r requirements-bench.txt): peer skipped"
+    return None
+
+
+def timed_run(name: str, epochs: int) -> list[float]:
+    """One contender's epochs, timed in the current process on data/split."""
+    params = load_params()
+    train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
+    if name == PEER:
+        return timed_peer(params, train, val, epochs)
+    return timed_style(name, params, train, val, epochs)
+
+
+def timed_in_child(name: str, epochs: int) -> list[float]:
+    """`timed_run` in a fresh process, as DVC runs a stage: no contender inherits another's
+    thread pools or memory.
+
+    PyTorch's OpenMP threads spin while they wait for each other: with another process on one
+    of the two cores, a step took 20-90 ms instead of 4. OMP_WAIT_POLICY=PASSIVE (sleep, don't
+    spin) keeps it at 4-5 ms: the peer is measured at its best, not at its collapse.
+    """
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"} if name == PEER else None
+    child = subprocess.run(
+        [sys.executable, "-m", "trainstyles.bench", "--run", name, "--epochs", str(epochs)],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    if child.returncode != 0:
+        raise RuntimeError(f"timing {name} failed:\n{child.stderr[-2000:]}")
+    return json.loads(child.stdout.splitlines()[-1])
+
+
+def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None]) -> dict:
+    """Each style, and the peer where installed, `repeats` times, interleaved: repeat r runs
+    every contender once before repeat r+1 starts, in an order that rotates. The GEMM rate is
+    measured once per repeat too, and the best kept: a busy minute must not lower the limit."""
+    skipped = peer_available()
+    names = [*STYLES] if skipped else [*STYLES, PEER]
+    if skipped:
+        say(skipped)
+    times: dict[str, list[list[float]]] = {name: [] for name in names}
+    gemm = 0.0
+    for repeat in range(repeats):
+        gemm = max(gemm, matmul_flops_per_second(*SQUARE_GEMM))
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            times[name].append(timed_in_child(name, epochs))
+            median = statistics.median(times[name][-1])
+            say(f"repeat {repeat + 1}/{repeats}: {name} {median:.2f} s/epoch")
+    train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
+    return {
+        "train_size": len(train),
+        "val_size": len(val),
+        "times": times,
+        "peer_skipped": skipped,
+        "gemm_flops_per_second": gemm,
+    }
+
+
+# --- The pipeline: stages' wall time and peak memory, full and no-op repro ------------------------
+
+
+def copy_worktree(source: Path, destination: Path) -> None:
+    """The files git sees in `source` (committed or not, ignored ones left out), as a new git
+    repository: a clean place to run the whole pipeline without touching `source`'s outputs."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=source, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in listed:
+        if (source / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, destination / name)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The process's high-water mark of resident memory (Linux's VmHWM), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def watched_repro(repo: Path, env: dict) -> tuple[float, dict]:
+    """`dvc repro -f` in `repo`: its wall time, and each stage's wall time and peak RSS.
+
+    DVC runs each stage as `python stages/<stage>.py`; polling the process tree every 50 ms
+    finds it, times it from first to last sight and keeps the highest VmHWM it showed. The
+    high-water mark only grows, so a sample in the stage's last 50 ms is all it can miss.
+    """
+    import psutil  # noqa: PLC0415
+
+    stages: dict[str, dict] = {}
+    start = time.perf_counter()
+    dvc = subprocess.Popen(
+        [Path(sys.executable).parent / "dvc", "repro", "-f"],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    root = psutil.Process(dvc.pid)
+    while dvc.poll() is None:
+        now = time.perf_counter()
+        try:
+            children = root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        for child in children:
+            try:
+                script = next(arg for arg in child.cmdline() if arg.startswith("stages/"))
+            except (psutil.Error, StopIteration):
+                continue
+            stage = Path(script).stem
+            seen = stages.setdefault(stage, {"first": now, "last": now, "rss_kb": 0})
+            seen["last"] = now
+            seen["rss_kb"] = max(seen["rss_kb"], peak_rss_kb(child.pid))
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    if dvc.returncode != 0:
+        raise RuntimeError(f"dvc repro -f failed in {repo}:\n{dvc.stderr.read()}")
+    return seconds, {
+        stage: {"seconds": seen["last"] - seen["first"], "peak_rss_mb": seen["rss_kb"] / 1024}
+        for stage, seen in stages.items()
+    }
+
+
+def pipeline_figures(repo: Path, say: Callable[[str], None], noop_repeats: int = 5) -> dict:
+    """The whole pipeline forced once in a copy of `repo`, then `dvc repro` with nothing to do."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
+        copy = Path(work)
+        copy_worktree(repo, copy)
+        say(f"dvc repro -f in a copy of the repository ({copy}) ...")
+        full, stages = watched_repro(copy, env)
+        say(f"dvc repro -f: {full:.1f} s")
+        noop = []
+        for _ in range(noop_repeats):
+            start = time.perf_counter()
+            subprocess.run(
+                [bin_dir / "dvc", "repro"], cwd=copy, env=env, capture_output=True, check=True
+            )
+            noop.append(time.perf_counter() - start)
+    return {"full_repro_seconds": full, "stages": stages, "noop_repro_seconds": spread(noop)}
+
+
+# --- Putting it together --------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    """What the figures were measured on, and how busy it was when the bench started."""
+    model_name = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return {
+        "cpu": model_name,
+        "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "gpu": "none",
+    }
+
+
+def summarise(params: Params, measured: dict, limit: dict) -> dict:
+    """Per contender: seconds per epoch and samples per second (median and range over all its
+    timed epochs), the paired ratios to the peer, and the limit."""
+    times, train_size = measured["times"], measured["train_size"]
+    epochs = {}
+    for name, runs in times.items():
+        flat = [seconds for run in runs for seconds in run]
+        epochs[name] = {
+            "seconds_per_epoch": spread(flat),
+            "samples_per_second": train_size / statistics.median(flat),
+        }
+    ratios = paired_ratios(times, PEER) if PEER in times else {}
+    return {
+        "epochs": epochs,
+        "ratio_to_peer": {name: spread(values) for name, values in ratios.items()},
+        "limit": limit,
+        "times": times,
+        "peer_skipped": measured["peer_skipped"],
+        "setup": {
+            "train_size": train_size,
+            "val_size": measured["val_size"],
+            "batch_size": params.train.batch_size,
+            "train": params.train.model_dump(),
+        },
+    }
+
+
+def versions() -> dict:
+    """The packages that did the work, read from their metadata: no TensorFlow in this process."""
+    names = ["tensorflow", "keras", "numpy"] + ([] if peer_available() else ["torch"])
+    return {name: importlib.metadata.version(name) for name in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs (default 3)")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the dvc repro timings")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
+    parser.add_argument("--run", choices=[*STYLES, PEER], help=argparse.SUPPRESS)  # the child
+    args = parser.parse_args(argv)
+    if args.run:
+        print(json.dumps(timed_run(args.run, args.epochs)))
+        return 0
+
+    def say(line: str) -> None:
+        print(f"bench: {line}", flush=True)
+
+    params = load_params()
+    results = {"machine": machine()}
+    pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say)
+    measured = epoch_figures(args.repeats, args.epochs, say)
+    limit = limit_figures(
+        params.model,
+        measured["train_size"],
+        measured["val_size"],
+        params.train.batch_size,
+        measured["gemm_flops_per_second"],
+    )
+    results |= summarise(params, measured, limit)
+    results["pipeline"] = pipeline
+    results["machine"] |= versions()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    print(f"\n{epoch_table(results)}")
+    if pipeline:
+        print(f"\n{pipeline_table(pipeline)}")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The bench's arithmetic, tables and skips. Speed is the bench's to report, never a test's."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, learnable_split, tiny_params
+from trainstyles import bench
+from trainstyles.params import ModelParams
+
+TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10)
+
+
+def test_flops_count_forward_weight_gradients_and_all_input_gradients_but_the_pixels():
+    # Multiply-adds of one forward pass: 784·256 + 256·128 + 128·10 = 234,752.
+    forward = 2 * (784 * 256 + 256 * 128 + 128 * 10)
+    assert bench.inference_flops_per_sample(TUTORIAL) == forward
+    # Backward: the weight gradients cost a forward pass; the input gradients skip layer 1.
+    assert bench.training_flops_per_sample(TUTORIAL) == 2 * forward + 2 * (256 * 128 + 128 * 10)
+    assert bench.epoch_flops(TUTORIAL, 55_000, 5_000) == 55_000 * 1_007_104 + 5_000 * 469_504
+
+
+def test_spread_is_median_and_range():
+    assert bench.spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0}
+
+
+def test_ratios_pair_each_repeat_with_the_peers_same_repeat():
+    times = {"train_fit": [[2.0, 2.2], [4.0, 4.0]], "pytorch": [[1.0, 1.0], [4.0, 4.0]]}
+    assert bench.paired_ratios(times, "pytorch") == {"train_fit": [2.1, 1.0]}
+
+
+def results(times: dict) -> dict:
+    limit = {"epoch_seconds": 0.5, "epoch_flops": 1, "gemm_gflops": 1.0}
+    measured = {"times": times, "train_size": 1000, "val_size": 100, "peer_skipped": None}
+    return bench.summarise(tiny_params(), measured, limit)
+
+
+def test_the_table_has_a_row_per_contender_with_ratios_to_the_peer_and_the_limit():
+    table = bench.epoch_table(results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]}))
+    header, raw, peer, limit = table.splitlines()
+    assert raw.split() == ["train_raw", "2.00", "(1.00-3.00)", "500", "2.00", "(2.00-2.00)", "4.00"]
+    assert peer.split() == ["pytorch", "1.00", "(1.00-1.00)", "1,000", "2.00"]
+    assert limit.split() == ["limit", "0.50", "1.00"]
+    # Columns line up: each header title starts where its figures start.
+    assert raw.index("2.00") == header.index("s/epoch")
+
+
+def test_without_the_peer_the_table_has_no_ratios():
+    summary = results({"train_fit": [[2.0, 2.0]]})
+    assert summary["ratio_to_peer"] == {}
+    assert bench.epoch_table(summary).splitlines()[1].split() == [
+        "train_fit", "2.00", "(2.00-2.00)", "500", "4.00",
+    ]  # fmt: skip
+
+
+def test_the_peer_is_skipped_with_a_reason_when_torch_cannot_be_imported():
+    # A None entry in sys.modules makes `import torch` fail as if it were not installed.
+    code = "import sys; sys.modules['torch'] = None; from trainstyles import bench; "
+    code += "print(bench.peer_available())"
+    reason = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert reason.startswith("PyTorch is not installed") and reason.endswith("peer skipped")
+
+
+def test_matmul_throughput_is_a_positive_rate():
+    assert 0 < bench.matmul_flops_per_second(64, 64, 64, seconds=0.05) < math.inf
+
+
+def test_peak_rss_reads_this_process_and_zero_for_a_gone_one():
+    assert bench.peak_rss_kb(os.getpid()) > 10_000
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its /proc entry is gone
+    assert bench.peak_rss_kb(gone.pid) == 0
+
+
+def test_a_style_is_timed_epoch_by_epoch_after_the_warm_up():
+    train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
+    seconds = bench.timed_style("train_raw", tiny_params(), train, val, epochs=2)
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_the_peer_trains_the_same_epochs():
+    pytest.importorskip("torch")
+    train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
+    seconds = bench.timed_peer(tiny_params(), train, val, epochs=2)
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp_path):
+    bench.copy_worktree(REPO, tmp_path)
+    assert (tmp_path / "dvc.yaml").is_file() and (tmp_path / "src/trainstyles/bench.py").is_file()
+    assert not (tmp_path / ".venv").exists()
+    assert (tmp_path / ".git").is_dir()
