@@ -13,6 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from trainstyles import STYLES, data
+from trainstyles.bench import copy_worktree
 from trainstyles.data import Split
 from trainstyles.params import Params
 
@@ -75,19 +76,8 @@ SMALL = {
 def copy_repo(destination: Path, params: dict | None = None) -> Path:
     """A fresh git repository holding this checkout's files (not its committed results),
     with `params` merged into params.yaml section by section."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in listed:
-        if (REPO / name).is_file() and not name.startswith(COMMITTED_RESULTS):
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, destination / name)
+    copy_worktree(REPO, destination, leave_out=COMMITTED_RESULTS)
     edit_params(destination / "params.yaml", params or {})
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
     # Commits, and `dvc exp run`, need an identity: the repository's own, whatever the machine's.
     for key, value in {"user.name": "trainstyles test", "user.email": "test@ts.invalid"}.items():
         subprocess.run(["git", "config", key, value], cwd=destination, check=True)

@@ -310,15 +310,16 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None]) -> dict
 # --- The pipeline: stages' wall time and peak memory, full and no-op repro ------------------------
 
 
-def copy_worktree(source: Path, destination: Path) -> None:
-    """The files git sees in `source` (committed or not, ignored ones left out), as a new git
-    repository: a clean place to run the whole pipeline without touching `source`'s outputs."""
+def copy_worktree(source: Path, destination: Path, leave_out: tuple[str, ...] = ()) -> None:
+    """The files git sees in `source` (committed or not, ignored ones left out), but none whose
+    path starts with one of `leave_out`, as a new git repository: a clean place to run the whole
+    pipeline without touching `source`'s outputs (the bench here, the end-to-end tests too)."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=source, capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     for name in listed:
-        if (source / name).is_file():
+        if (source / name).is_file() and not name.startswith(leave_out):
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, destination / name)
     subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
