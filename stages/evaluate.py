@@ -4,15 +4,14 @@ Each style's figures go to one file, `metrics/<style>.json`: its test score besi
 its curves, so that `dvc metrics show` has one row per style with the same columns.
 """
 
-import tensorflow as tf
-
+import trainstyles.headless  # noqa: F401 - first, before Keras: see there
 from trainstyles import STYLES
 from trainstyles.data import load_split
 from trainstyles.evaluation import (
     agreement,
     confusion_rows,
     identical_weights,
-    load_model,
+    load_models,
     predict,
     score_logits,
 )
@@ -21,9 +20,8 @@ from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run
 
 
 def main() -> str:
-    tf.config.experimental.enable_op_determinism()
     test = load_split(SPLIT_DIR / "test")
-    models = {style: load_model(MODELS_DIR / f"{style}.keras") for style in STYLES}
+    models = load_models(MODELS_DIR, STYLES)
     results, predictions = {}, {}
     for style, model in models.items():
         logits = predict(model, test)

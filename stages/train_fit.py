@@ -1,5 +1,6 @@
 """DVC stage train_fit: compile() + fit() with the callback zoo."""
 
+import trainstyles.headless  # noqa: F401 - first, before Keras: see there
 from trainstyles.stage import run_stage
 from trainstyles.styles import fit
 from trainstyles.training import train_style

@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from trainstyles.data import Split
-from trainstyles.evaluation import agreement, confusion_rows, score_logits
+from trainstyles.data import Split, batches
+from trainstyles.evaluation import (
+    PREDICT_BATCH_SIZE,
+    agreement,
+    confusion_rows,
+    predict,
+    score_logits,
+)
+from trainstyles.model import build_model
+from trainstyles.params import ModelParams
 
 
 def test_test_metrics_from_logits():
@@ -14,6 +22,14 @@ def test_test_metrics_from_logits():
         [np.log1p(2 * np.exp(-5)), np.log1p(2 * np.exp(-5)), 5 + np.log1p(2 * np.exp(-5))]
     )
     assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_logits_are_those_of_keras_predict_to_the_bit():
+    rng = np.random.default_rng(0)
+    test = Split(rng.integers(0, 256, (600, 28, 28), np.uint8), rng.integers(0, 10, 600))
+    model = build_model(ModelParams(hidden_units=[256, 128], num_classes=10))
+    expected = model.predict(batches(test, PREDICT_BATCH_SIZE), verbose=0)
+    assert np.array_equal(predict(model, test), expected)
 
 
 def test_agreement_covers_each_pair_once():
