@@ -16,12 +16,13 @@ from trainstyles.evaluation import (
     score_logits,
 )
 from trainstyles.outputs import atomic_dir, read_history, style_metrics, write_csv, write_json
+from trainstyles.params import load_params
 from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
 def main() -> str:
     test = load_split(SPLIT_DIR / "test")
-    models = load_models(MODELS_DIR, STYLES)
+    models = load_models(MODELS_DIR, STYLES, load_params().train.intra_op_threads)
     results, predictions = {}, {}
     for style, model in models.items():
         logits = predict(model, test)

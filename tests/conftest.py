@@ -15,9 +15,13 @@ from ruamel.yaml import YAML
 from trainstyles import STYLES, data
 from trainstyles.bench import copy_worktree
 from trainstyles.data import Split
-from trainstyles.params import Params
+from trainstyles.determinism import deterministic_kernels
+from trainstyles.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests train in this process, and TensorFlow fixes its thread pools when it first runs an
+# op, whichever test that is: set them as the stages do, before any.
+deterministic_kernels(load_params(REPO / "params.yaml").train.intra_op_threads)
 
 
 def learnable_split(count: int, seed: int) -> Split:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from trainstyles import StageError
 from trainstyles.data import CLASS_NAMES, Split, features
+from trainstyles.determinism import deterministic_kernels
 from trainstyles.model import loss_function
 from trainstyles.styles import clipped, step  # noqa: F401 - registers their model classes
 
@@ -25,9 +25,11 @@ def load_model(model_path: Path) -> keras.Model:
         ) from None
 
 
-def load_models(models_dir: Path, styles: tuple[str, ...]) -> dict[str, keras.Model]:
-    """Each style's model, to be run with only deterministic kernels, as it was trained."""
-    tf.config.experimental.enable_op_determinism()
+def load_models(
+    models_dir: Path, styles: tuple[str, ...], intra_op_threads: int
+) -> dict[str, keras.Model]:
+    """Each style's model, to be run with the kernels and threads it was trained with."""
+    deterministic_kernels(intra_op_threads)
     return {style: load_model(models_dir / f"{style}.keras") for style in styles}
 
 

@@ -45,6 +45,8 @@ class TrainParams(Section):
     jit_compile: bool
     # Training steps per call into the compiled graph: fewer Python round trips, same math.
     steps_per_execution: PositiveInt
+    # Threads that split one op: the split changes the rounding (see determinism.py).
+    intra_op_threads: PositiveInt
 
 
 class DistributeParams(Section):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from trainstyles import StageError
 from trainstyles.data import EpochBatches, Split, batches, load_split
+from trainstyles.determinism import deterministic_kernels
 from trainstyles.distribute import distribution, is_chief
 from trainstyles.outputs import epoch_rows, publish_keras, style_metrics, write_csv, write_json
 from trainstyles.params import DistributeParams, Params, load_params
@@ -18,12 +19,6 @@ from trainstyles.resume import BACKUP_DIR, Backup, run_fingerprint
 from trainstyles.stage import LOGS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, TIMING_DIR
 
 TrainFn = Callable[..., tuple[keras.Model, dict]]
-
-
-def make_deterministic(seed: int) -> None:
-    """Same seed, same machine, same bits: seeded initializers and only deterministic kernels."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 def training_device() -> str:
@@ -53,10 +48,12 @@ def train_on(
     The model, optimizer and metrics are made under the strategy's scope, so they are mirrored
     on every replica; the global batch stays `train.batch_size`, split among the replicas.
     """
-    strategy = distribution(params.distribute)  # first: TensorFlow fixes its devices at the start
+    # First: TensorFlow fixes its thread pools and devices when it starts.
+    deterministic_kernels(params.train.intra_op_threads)
+    strategy = distribution(params.distribute)
     if params.distribute.strategy != "none":
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas", flush=True)
-    make_deterministic(params.seed)
+    keras.utils.set_random_seed(params.seed)
     train_batches = epoch_batches(train_split, params.train.batch_size, params.seed)
     val_batches = batches(val_split, params.train.batch_size)
     with strategy.scope():
