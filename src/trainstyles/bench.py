@@ -7,7 +7,7 @@ Three yardsticks, measured in the same run on the same (shared, noisy) machine:
 - the pipeline: each stage's wall time and peak resident memory in a full `dvc repro -f`, and
   the time of a `dvc repro` with nothing to do.
 
-    python -m trainstyles.bench [--epochs 2] [--repeats 3] [--no-pipeline] [--out FILE.json]
+    python -m trainstyles.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--out FILE.json]
 """
 
 import argparse
@@ -453,7 +453,7 @@ def versions() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run (default 2)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs (default 3)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the dvc repro timings")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
