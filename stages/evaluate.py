@@ -7,11 +7,12 @@ its curves, so that `dvc metrics show` has one row per style with the same colum
 import trainstyles.headless  # noqa: F401 - first, before Keras: see there
 from trainstyles import STYLES
 from trainstyles.data import load_split
+from trainstyles.determinism import deterministic_kernels
 from trainstyles.evaluation import (
     agreement,
     confusion_rows,
     identical_weights,
-    load_models,
+    load_model,
     predict,
     score_logits,
 )
@@ -21,8 +22,9 @@ from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run
 
 
 def main() -> str:
+    deterministic_kernels(load_params().train.intra_op_threads)  # the models' own, as trained
     test = load_split(SPLIT_DIR / "test")
-    models = load_models(MODELS_DIR, STYLES, load_params().train.intra_op_threads)
+    models = {style: load_model(MODELS_DIR / f"{style}.keras") for style in STYLES}
     results, predictions = {}, {}
     for style, model in models.items():
         logits = predict(model, test)

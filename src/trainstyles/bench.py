@@ -303,7 +303,7 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None]) -> dict
         "val_size": len(val),
         "times": times,
         "peer_skipped": skipped,
-        "gemm_flops_per_second": gemm_rates,
+        "gemm_rates": gemm_rates,  # FLOP/s, one per repeat
     }
 
 
@@ -478,9 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = epoch_figures(args.repeats, args.epochs, say)
     # A shared machine runs at the speed its neighbours leave it: the square GEMM's rate before
     # the pipeline and at each repeat shows how fast it was, and the best of them is the limit's.
-    gemm_seen = ([pipeline["gemm_flops_per_second"]] if pipeline else []) + measured[
-        "gemm_flops_per_second"
-    ]
+    gemm_seen = ([pipeline["gemm_flops_per_second"]] if pipeline else []) + measured["gemm_rates"]
     limit = limit_figures(
         params.model,
         measured["train_size"],

@@ -8,7 +8,6 @@ import numpy as np
 
 from trainstyles import StageError
 from trainstyles.data import CLASS_NAMES, Split, features
-from trainstyles.determinism import deterministic_kernels
 from trainstyles.model import loss_function
 from trainstyles.styles import clipped, step  # noqa: F401 - registers their model classes
 
@@ -23,14 +22,6 @@ def load_model(model_path: Path) -> keras.Model:
             f"cannot load the {model_path.stem} model from {model_path}: "
             f"{' '.join(str(error).split())[:300]}"
         ) from None
-
-
-def load_models(
-    models_dir: Path, styles: tuple[str, ...], intra_op_threads: int
-) -> dict[str, keras.Model]:
-    """Each style's model, to be run with the kernels and threads it was trained with."""
-    deterministic_kernels(intra_op_threads)
-    return {style: load_model(models_dir / f"{style}.keras") for style in styles}
 
 
 def predict(model: keras.Model, test: Split) -> np.ndarray:
