@@ -8,10 +8,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real equivalence report bench lint setup data image image-test
+.PHONY: repro test test-real equivalence report sweep bench lint setup data image image-test
 
+# The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
 	dvc repro
+	@python -m trainstyles.machine --against HEAD
 
 test: setup
 	pytest
@@ -25,11 +27,21 @@ equivalence: setup
 	dvc repro split
 	python -m trainstyles.equivalence --epochs 2
 
-# The comparison report, report/report.md with its PNGs: the styles side by side, and DVC's
-# params and metrics diff against REV (the pull-request workflow passes the base branch).
+# The comparison report, report/report.md with its PNGs: the styles side by side, the sweep's
+# noise, and DVC's params and metrics diff against REV, each change labelled beyond or within
+# noise (the pull-request workflow passes the base branch). SAME_MACHINE=1 first reproduces REV
+# in a git worktree on this machine, so that the diff compares two runs of one machine.
 REV ?= HEAD
+SAME_MACHINE ?=
 report: setup
-	python -m trainstyles.report --against $(REV)
+	python -m trainstyles.report --against $(REV) $(if $(SAME_MACHINE),--same-machine)
+
+# The seed sweep: every style under SEEDS seeds (each with its own summation order) as queued
+# `dvc exp run`s, the workspace untouched; writes sweep/record.json, the noise the report uses.
+SEEDS ?= 5
+sweep: setup
+	dvc repro split
+	python -m trainstyles.sweep --seeds $(SEEDS)
 
 # The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
 # FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary

@@ -12,3 +12,8 @@ STYLES = ("train_fit", "train_step", "train_raw", "train_clipped")
 
 class StageError(Exception):
     """A problem the user can fix (bad params, bad data): reported as one line, exit 1."""
+
+
+class StageWarning(UserWarning):
+    """Outputs that are valid but may mean nothing (a run that did not learn): said in one line
+    after the stage's summary; the stage still succeeds."""

@@ -1,6 +1,7 @@
 """The tutorial's model: an MLP 784 → 256 → 128 → 10 that outputs logits."""
 
 import keras
+import numpy as np
 
 from trainstyles.data import IMAGE_SIZE
 from trainstyles.params import ModelParams, TrainParams
@@ -14,7 +15,25 @@ def build_model(params: ModelParams, model_class: type[keras.Model] = keras.Mode
         hidden = keras.layers.Dense(units, activation="relu")(hidden)
     # No softmax: the loss takes logits (from_logits=True), which is numerically stabler.
     logits = keras.layers.Dense(params.num_classes, name="logits")(hidden)
-    return model_class(inputs, logits, name="mlp")
+    model = model_class(inputs, logits, name="mlp")
+    if params.hidden_order:
+        reorder_hidden_units(model, params.hidden_order)
+    return model
+
+
+def reorder_hidden_units(model: keras.Model, order_seed: int) -> None:
+    """Shuffle the first hidden layer's units, as initialized, by `order_seed`.
+
+    The model computes the same function and trains the same way in exact arithmetic: only
+    the next layer's matmul sums the units in another order, so it rounds differently. That is
+    what another machine's kernels do, on any device: the sweep uses it as their stand-in.
+    """
+    first, second = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:2]
+    kernel, bias = first.get_weights()
+    order = np.random.default_rng(order_seed).permutation(kernel.shape[1])
+    first.set_weights([kernel[:, order], bias[order]])
+    next_kernel, next_bias = second.get_weights()
+    second.set_weights([next_kernel[order], next_bias])
 
 
 def loss_function(reduction: str = "sum_over_batch_size") -> keras.losses.Loss:

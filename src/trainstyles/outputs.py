@@ -13,6 +13,8 @@ from pathlib import Path
 from trainstyles import StageError
 
 History = Mapping[str, Sequence[float]]
+# A style whose best validation accuracy is within this of chance (1 / classes) did not learn.
+CHANCE_MARGIN = 0.05
 
 
 @contextmanager
@@ -153,3 +155,9 @@ def style_metrics(history: History) -> dict:
     if not all(math.isfinite(value) for value in metrics.values()):
         raise StageError(f"training diverged: non-finite metrics {metrics}")
     return metrics
+
+
+def at_chance(metrics: Mapping[str, float], num_classes: int) -> bool:
+    """Whether a run's best validation accuracy is no better than guessing, give or take
+    CHANCE_MARGIN: a learning rate far too high trains to finite figures that mean nothing."""
+    return metrics["best_val_accuracy"] <= 1 / num_classes + CHANCE_MARGIN

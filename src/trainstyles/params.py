@@ -34,6 +34,8 @@ class SplitParams(Section):
 class ModelParams(Section):
     hidden_units: list[PositiveInt]
     num_classes: PositiveInt
+    # 0: the units as initialized; N: shuffled by seed N, which changes only the rounding.
+    hidden_order: int = Field(ge=0)
 
 
 class TrainParams(Section):

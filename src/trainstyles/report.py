@@ -1,11 +1,15 @@
 """The comparison report: the four styles side by side, their curves as PNGs, how much each style
-hands to Keras, and what changed against a git revision. The page is also the pull request's
-comment body (CML uploads the PNGs it links).
+hands to Keras, the seed sweep's noise and the styles compared within it, and what changed
+against a git revision, each change labelled beyond or within noise. The page is also the pull
+request's comment body (CML uploads the PNGs it links).
 
-    python -m trainstyles.report [--against REV] [--out report]
+    python -m trainstyles.report [--against REV [--same-machine]] [--out report]
 
-It reads what the pipeline wrote (metrics, curves, confusion data) and DVC's own comparison
-(`dvc metrics diff`, `dvc params diff`); it trains nothing and never imports TensorFlow.
+It reads what the pipeline wrote (metrics, curves, confusion data, machines), the sweep's
+record, and DVC's own comparison (`dvc metrics diff`, `dvc params diff`); it never imports
+TensorFlow. With --same-machine it first reproduces REV in a git worktree that shares the DVC
+cache, and the workspace too, wherever a style was trained on another machine: the diff then
+compares two runs of one machine.
 """
 
 import argparse
@@ -13,8 +17,7 @@ import ast
 import csv
 import io
 import json
-import subprocess
-import sys
+import statistics
 import tokenize
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,10 +26,15 @@ import numpy as np
 from matplotlib.figure import Figure  # not pyplot: files only, no display or GUI backend
 from matplotlib.ticker import MaxNLocator
 
-from trainstyles import STYLES, StageError
+from trainstyles import STYLES, StageError, noise
+from trainstyles.commands import dvc
 from trainstyles.data import CLASS_NAMES
-from trainstyles.outputs import read_history
+from trainstyles.machine import comparison, describe, differences, fingerprint, run_machines
+from trainstyles.outputs import at_chance, read_history
+from trainstyles.params import load_params
+from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
+from trainstyles.sweep import RECORD, shared_params
 
 STYLE_MODULES = Path(__file__).parent / "styles"
 # Equal styles draw equal curves (train_fit and train_step do): a thick line under a dashed one.
@@ -99,11 +107,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
-def styles_table(results: Mapping[str, dict], timing: Mapping[str, dict]) -> str:
+def styles_table(results: Mapping[str, dict], timing: Mapping[str, dict], classes: int) -> str:
     header = ["style", "test accuracy", "test loss", "epochs", "best epoch", "seconds", "samples/s"]
     rows = [
         [
-            f"`{style}`",
+            f"`{style}`" + (" ⚠ did not learn" if at_chance(results[style], classes) else ""),
             number(results[style]["test_accuracy"]),
             number(results[style]["test_loss"]),
             number(results[style]["epochs_run"]),
@@ -114,6 +122,67 @@ def styles_table(results: Mapping[str, dict], timing: Mapping[str, dict]) -> str
         for style in STYLES
     ]
     return table(header, rows)
+
+
+def spread(band: dict, digits: int = 4) -> tuple[str, str]:
+    """'mean ± sd' and 'min–max' of one metric over the sweep."""
+    return (
+        f"{number(band['mean'], digits)} ± {number(band['sd'], digits)}",
+        f"{number(band['min'], digits)}–{number(band['max'], digits)}",
+    )
+
+
+def sweep_section(record: dict | None, params: dict, machines: Mapping[str, dict | None]) -> str:
+    """Each style's spread over the sweep, and each pair of styles compared run by run."""
+    if record is None:
+        return f"## Noise\n\nNo sweep record ({RECORD}): run `make sweep` to measure it."
+    runs = len(record["runs"])
+    seeds = record["seeds"]
+    lines = [
+        f"## Noise: {runs} runs of every style, seeds {seeds[0]}–{seeds[-1]}, each with its own "
+        "summation order (`model.hidden_order`)",
+        f"On {describe(record['machine'])}; {record['seconds'] / runs:.0f} s a run ({RECORD}).",
+    ]
+    changed = differences(record["params"], shared_params(params))
+    if changed:
+        lines.append(
+            f"The record was made under other params ({', '.join(changed)}): "
+            "its spread may not hold for these."
+        )
+    header = ["style", "test accuracy", "range", "test loss", "range", "epochs", "best val acc."]
+    rows = []
+    for style in STYLES:
+        band = record["summary"][style]
+        rows.append(
+            [
+                f"`{style}`",
+                *spread(band["test_accuracy"]),
+                *spread(band["test_loss"]),
+                spread(band["epochs_run"], 1)[0],
+                spread(band["best_val_accuracy"])[0],
+            ]
+        )
+    lines.append(table(header, rows))
+    pair_rows = [
+        [
+            f"`{pair['pair'][0]}` − `{pair['pair'][1]}`",
+            f"`{metric}`",
+            f"{number(statistics.fmean(pair['differences']), sign='+')} ± "
+            f"{number(statistics.stdev(pair['differences']))}",
+            number(pair.get("t"), 2),
+            number(pair.get("p_holm"), 3),
+            f"**{pair['verdict']}**" if pair["verdict"] == "beyond noise" else pair["verdict"],
+        ]
+        for metric in noise.COMPARED
+        for pair in noise.paired(record, metric)
+    ]
+    lines += [
+        "**The styles compared seed by seed.** Every run trains all styles with one seed, so "
+        "each pair is judged on its per-run differences: a paired t-test over the "
+        f"{runs} runs, two-sided, Holm-corrected over the pairs, at {noise.ALPHA:.0%}.",
+        table(["pair", "metric", "difference, mean ± sd", "t", "p (Holm)", "verdict"], pair_rows),
+    ]
+    return "\n\n".join(lines)
 
 
 def altitude_table() -> str:
@@ -130,35 +199,117 @@ def altitude_table() -> str:
 
 def dvc_diff(kind: str, revision: str) -> dict:
     """`dvc metrics diff` or `dvc params diff` against `revision`, as DVC computes it."""
-    command = [sys.executable, "-m", "dvc", kind, "diff", revision, "--json"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        problem = " ".join((result.stderr or result.stdout).split())
-        raise StageError(f"dvc {kind} diff {revision} failed: {problem}")
-    return json.loads(result.stdout or "{}")
+    return json.loads(dvc(kind, "diff", revision, "--json") or "{}")
 
 
-def diff_rows(diff: Mapping[str, Mapping[str, dict]]) -> list[list[str]]:
-    """One row per changed value: file, key, before, after, and the change where it is a number."""
-    return [
-        [
-            f"`{path}`",
-            f"`{key}`",
-            number(change.get("old")),
-            number(change.get("new")),
-            number(change.get("diff"), sign="+"),
-        ]
-        for path, changes in sorted(diff.items())
-        for key, change in sorted(changes.items())
+def diff_rows(diff: Mapping[str, Mapping[str, dict]], record: dict | None) -> list[list[str]]:
+    """One row per changed value: file, key, before, after, the change, the noise threshold
+    (k·sd from the sweep), and whether the change is beyond it."""
+    rows = []
+    for path, changes in sorted(diff.items()):
+        style = Path(path).stem
+        for key, change in sorted(changes.items()):
+            band = record["summary"].get(style, {}).get(key) if record else None
+            if path.startswith(f"{TIMING_DIR}/"):
+                label, bound = "wall clock: not judged", None
+            elif not isinstance(change.get("diff"), int | float):
+                label, bound = "added or removed", None
+            elif record is None:
+                label, bound = "no sweep record", None
+            else:
+                label = noise.judge(change["diff"], band)
+                bound = noise.threshold(band) if band else None
+            rows.append(
+                [
+                    f"`{path}`",
+                    f"`{key}`",
+                    number(change.get("old")),
+                    number(change.get("new")),
+                    number(change.get("diff"), sign="+"),
+                    number(bound),
+                    f"**{label}**" if label == "beyond noise" else label,
+                ]
+            )
+    return rows
+
+
+def machines_line(
+    revision: str, base: Mapping[str, dict | None], head: Mapping[str, dict | None]
+) -> str:
+    """Whether base and head trained on one kind of machine, and what follows if not."""
+    if any(machine is None for machine in (*base.values(), *head.values())):
+        return f"`{revision}` or the workspace records no training machine for some style."
+    differing = sorted({key for style in STYLES for key in differences(base[style], head[style])})
+    if not differing:
+        kinds = {describe(machine) for machine in head.values()}
+        return "Base and head trained on the same kind of machine: " + "; ".join(sorted(kinds))
+    return (
+        "**Base and head trained on different kinds of machine** (they differ in "
+        f"{', '.join(differing)}): the same inputs round differently there, so trained "
+        "metrics move even where nothing else changed. `make report REV=… SAME_MACHINE=1` "
+        "reproduces the base here."
+    )
+
+
+def machines_summary(recorded: Mapping[str, dict | None], intra_op_threads: int) -> str:
+    """What the run trained on, and whether this machine is of that kind."""
+    known = [machine for machine in recorded.values() if machine]
+    kinds = "; ".join(sorted({describe(machine) for machine in known})) or "not recorded"
+    here = comparison(fingerprint(intra_op_threads), recorded, "the run")
+    return f"Trained on {kinds}. Where this report was written, {here}."
+
+
+def diff_section(revision: str, record: dict | None, same_machine: bool) -> str:
+    """Params and metrics against `revision`: DVC's diffs, or with `same_machine` the metrics
+    of `revision` reproduced here against the workspace reproduced here."""
+    sections = [
+        f"## Against `{revision}`" + (", both reproduced on this machine" if same_machine else "")
     ]
-
-
-def diff_section(revision: str) -> str:
+    params = diff_rows(dvc_diff("params", revision), None)
+    if same_machine:
+        reproduce_here(Path())
+        with base_worktree(revision) as base:
+            metrics = values_diff(metric_values(base), metric_values(Path()))
+            base_machines = run_machines(None, base)
+    else:
+        metrics = dvc_diff("metrics", revision)
+        base_machines = run_machines(revision)
+    sections.append(machines_line(revision, base_machines, run_machines()))
     header = ["file", "key", revision, "workspace", "change"]
-    sections = [f"## Against `{revision}`"]
-    for kind, title in (("params", "Params changed"), ("metrics", "Metrics changed")):
-        rows = diff_rows(dvc_diff(kind, revision))
-        sections.append(f"**{title}**\n\n" + (table(header, rows) if rows else "none"))
+    sections.append(
+        "**Params changed**\n\n"
+        + (table(header, [row[:5] for row in params]) if params else "none")
+    )
+    rows = diff_rows(metrics, record)
+    beyond = [row for row in rows if row[-1] == "**beyond noise**"]
+    judged = [row for row in rows if row[-1] in ("**beyond noise**", "within noise")]
+    header += ["noise threshold", "verdict"]
+    if record is None:
+        verdict = "**Metrics changed** (unjudged: no sweep record, run `make sweep`)"
+    elif beyond:
+        verdict = f"**{len(beyond)} of {len(judged)} changed metrics are beyond noise.**"
+    else:
+        verdict = (
+            "**No change beyond noise**: "
+            + (f"{len(judged)} metrics moved, all within" if judged else "no metric moved beyond")
+            + " the sweep's noise."
+        )
+    rule = (
+        f" A change is beyond noise when it exceeds k·sd of its metric over the sweep's "
+        f"{len(record['runs'])} runs, k = {noise.k_factor(len(record['runs'])):.2f} "
+        "(a 99 % prediction bound for two runs)."
+        if record
+        else ""
+    )
+    sections.append(verdict + rule)
+    if beyond or (record is None and rows):
+        sections.append(table(header, beyond or rows))
+    rest = [row for row in rows if row not in beyond] if record else []
+    if rest:
+        sections.append(
+            f"<details><summary>{len(rest)} more rows: within noise, or not judged</summary>"
+            f"\n\n{table(header, rest)}\n\n</details>"
+        )
     return "\n\n".join(sections)
 
 
@@ -219,11 +370,13 @@ def plot_confusion(path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
-def write_report(out: Path, revision: str | None) -> Path:
+def write_report(out: Path, revision: str | None, same_machine: bool = False) -> Path:
     """The Markdown page and its PNGs in `out`; returns the page's path."""
     results = {style: read_json(METRICS_DIR / f"{style}.json") for style in STYLES}
     timing = {style: read_json(TIMING_DIR / f"{style}.json") for style in STYLES}
-    comparison = read_json(METRICS_DIR / "comparison.json")
+    agreement_figures = read_json(METRICS_DIR / "comparison.json")
+    params = load_params()
+    record = json.loads(RECORD.read_text()) if RECORD.is_file() else None
     histories = {style: read_history(PLOTS_DIR / f"{style}.csv") for style in STYLES}
     out.mkdir(parents=True, exist_ok=True)
     plot_curves(histories, out / "curves.png")
@@ -232,24 +385,26 @@ def write_report(out: Path, revision: str | None) -> Path:
     agreement = table(
         ["pair", "same prediction", "identical weights"],
         [
-            [f"`{pair}`", number(share), number(comparison["identical_weights"][pair])]
-            for pair, share in comparison["agreement"].items()
+            [f"`{pair}`", number(share), number(agreement_figures["identical_weights"][pair])]
+            for pair, share in agreement_figures["agreement"].items()
         ],
     )
     clipped = results["train_clipped"]
     parts = [
         "# trainstyles: one model, four ways of training",
-        styles_table(results, timing),
+        styles_table(results, timing, params.model.num_classes),
+        machines_summary(run_machines(), params.train.intra_op_threads),
         f"`train_clipped`: the pre-clip gradient norm went from {clipped['grad_norm_first']:.2f} "
         f"in epoch 1 to {clipped['grad_norm_last']:.2f} in epoch {clipped['epochs_run']}.",
         "![Validation accuracy and loss per epoch](curves.png)",
         "![Learning rate per epoch; gradient norm against the clip](training.png)",
         "## How the styles agree on the test set\n\n" + agreement,
         "![Test confusion matrices](confusion.png)",
+        sweep_section(record, params.model_dump(), run_machines()),
         "## Choosing your altitude\n\n" + altitude_table(),
     ]
     if revision:
-        parts.append(diff_section(revision))
+        parts.append(diff_section(revision, record, same_machine))
     page = out / "report.md"
     page.write_text("\n\n".join(parts) + "\n")
     return page
@@ -258,10 +413,18 @@ def write_report(out: Path, revision: str | None) -> Path:
 def main() -> str:
     parser = argparse.ArgumentParser(prog="python -m trainstyles.report", description=__doc__)
     parser.add_argument("--against", metavar="REV", help="git revision to diff metrics against")
+    parser.add_argument(
+        "--same-machine",
+        action="store_true",
+        help="reproduce REV (and the workspace) on this machine before the diff",
+    )
     parser.add_argument("--out", type=Path, default=Path("report"), help="output directory")
     args = parser.parse_args()
-    page = write_report(args.out, args.against)
+    if args.same_machine and not args.against:
+        raise StageError("--same-machine needs --against REV: the revision to reproduce here")
+    page = write_report(args.out, args.against, args.same_machine)
     against = f", diffed against {args.against}" if args.against else ""
+    against += " (both reproduced on this machine)" if args.same_machine else ""
     return f"wrote {page} and its PNGs{against}"
 
 

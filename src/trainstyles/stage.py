@@ -1,32 +1,49 @@
 """What every stage script shares: where things live, and one-line results and errors."""
 
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from trainstyles import StageError
+from trainstyles import StageError, StageWarning
 
 PREPARED_DIR = Path("data/prepared")
 SPLIT_DIR = Path("data/split")
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 TIMING_DIR = METRICS_DIR / "timing"  # not a DVC out: wall-clock figures differ run to run
+MACHINE_DIR = METRICS_DIR / "machine"  # what each style trained on (machine.fingerprint)
 PLOTS_DIR = Path("plots")
 LOGS_DIR = Path("logs")
 
 
 def run_stage(main: Callable[[], str]) -> None:
-    """Run a stage; print the one line it returns, or its error as one line and exit 1.
+    """Run a stage; print the one line it returns, then one line per StageWarning it gave, or
+    its error as one line and exit 1.
 
     Outputs are written whole or not at all (outputs.atomic_path, atomic_dir), so an error
     leaves nothing partial behind for DVC to cache.
     """
     stage = Path(sys.argv[0]).stem
+    said: list[str] = []
+    show = warnings.showwarning
+
+    def keep_stage_warnings(message, category, *where):
+        if issubclass(category, StageWarning):
+            said.append(str(message))
+        else:
+            show(message, category, *where)
+
     try:
-        summary = main()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", StageWarning)
+            warnings.showwarning = keep_stage_warnings
+            summary = main()
     except StageError as error:
         sys.exit(f"{stage}: error: {error}")
     except OSError as error:  # a full disk, a missing input, a permission: the file and why
         where = f"{error.filename}: " if error.filename else ""
         sys.exit(f"{stage}: error: {where}{error.strerror or error}")
     print(f"{stage}: {summary}", flush=True)
+    for warning in said:
+        print(f"{stage}: warning: {warning}", file=sys.stderr, flush=True)

@@ -3,20 +3,37 @@
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from trainstyles import StageError
+from trainstyles import StageError, StageWarning
 from trainstyles.data import EpochBatches, Split, batches, load_split
 from trainstyles.determinism import deterministic_kernels
 from trainstyles.distribute import distribution, is_chief
-from trainstyles.outputs import epoch_rows, publish_keras, style_metrics, write_csv, write_json
+from trainstyles.machine import fingerprint
+from trainstyles.outputs import (
+    CHANCE_MARGIN,
+    at_chance,
+    epoch_rows,
+    publish_keras,
+    style_metrics,
+    write_csv,
+    write_json,
+)
 from trainstyles.params import DistributeParams, Params, load_params
 from trainstyles.resume import BACKUP_DIR, Backup, run_fingerprint
-from trainstyles.stage import LOGS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, TIMING_DIR
+from trainstyles.stage import (
+    LOGS_DIR,
+    MACHINE_DIR,
+    MODELS_DIR,
+    PLOTS_DIR,
+    SPLIT_DIR,
+    TIMING_DIR,
+)
 
 TrainFn = Callable[..., tuple[keras.Model, dict]]
 
@@ -106,6 +123,7 @@ def train_style(style: str, train: TrainFn) -> str:
     model_path = out / MODELS_DIR / f"{style}.keras"
     publish_keras(backup.best_model, model_path)
     write_csv(epoch_rows(history), out / PLOTS_DIR / f"{style}.csv")
+    write_json(fingerprint(params.train.intra_op_threads), out / MACHINE_DIR / f"{style}.json")
     epochs_timed = metrics["epochs_run"] - resumed_after
     write_json(
         {
@@ -120,6 +138,15 @@ def train_style(style: str, train: TrainFn) -> str:
     backup.remove()
     if scratch:
         shutil.rmtree(scratch)
+    if at_chance(metrics, params.model.num_classes):
+        chance = 1 / params.model.num_classes
+        warnings.warn(
+            f"the model did not learn: its best val_accuracy {metrics['best_val_accuracy']:.4f} "
+            f"is within {CHANCE_MARGIN} of chance ({chance:.4f} for {params.model.num_classes} "
+            "classes); check train.learning_rate and the data",
+            StageWarning,
+            stacklevel=1,
+        )
     resumed = f", resumed after epoch {resumed_after}" if resumed_after else ""
     trained = f"trained on {len(train_split)} images, validated on {len(val_split)}{resumed}; "
     if out == scratch:

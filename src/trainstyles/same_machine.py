@@ -1,0 +1,81 @@
+"""A/B on one machine: a base revision reproduced here, beside a workspace reproduced here.
+
+A committed run may come from another kind of machine, whose kernels round differently, so a
+diff against it mixes the change with the machine. Reproducing the base in a git worktree that
+shares this checkout's DVC cache re-runs only what is stale there, plus every trainer that was
+recorded on another machine than this one: both sides of the diff then come from this machine.
+"""
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from trainstyles.commands import dvc, git
+from trainstyles.machine import fingerprint, run_machines
+
+
+def reproduce_here(root: Path) -> list[str]:
+    """`dvc repro` in `root`, then a forced re-run of each trainer whose recorded machine is not
+    this one (or is not recorded); returns those trainers."""
+    dvc("repro", cwd=root)
+    threads = YAML(typ="safe").load(root / "params.yaml")["train"].get("intra_op_threads", 0)
+    here = fingerprint(threads)
+    elsewhere = [style for style, machine in run_machines(None, root).items() if machine != here]
+    if elsewhere:
+        dvc("repro", "--force", "--single-item", *elsewhere, cwd=root)
+        dvc("repro", cwd=root)
+    return elsewhere
+
+
+@contextmanager
+def base_worktree(revision: str) -> Iterator[Path]:
+    """A worktree of `revision`, reproduced on this machine with this checkout's DVC cache."""
+    cache = dvc("cache", "dir").strip()
+    path = Path(tempfile.mkdtemp(prefix="trainstyles-base-")) / "base"
+    git("worktree", "add", "--detach", str(path), revision)
+    try:
+        dvc("cache", "dir", "--local", cache, cwd=path)
+        reproduce_here(path)
+        yield path
+    finally:
+        git("worktree", "remove", "--force", str(path))
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def metric_values(root: Path) -> dict[str, dict]:
+    """Every metric of the workspace in `root`, file by file, as `dvc metrics show` reads them."""
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=root) or "{}")
+    files = next(iter(shown.values()), {}).get("data", {})
+    return {path: content.get("data", {}) for path, content in files.items()}
+
+
+def values_diff(old: dict[str, dict], new: dict[str, dict]) -> dict[str, dict]:
+    """What changed between two sets of metrics, in the shape of `dvc metrics diff --json`."""
+    diff = {}
+    for path in sorted(set(old) | set(new)):
+        before, after = old.get(path, {}), new.get(path, {})
+        changes = {
+            key: {
+                "old": before.get(key),
+                "new": after.get(key),
+                "diff": after[key] - before[key]
+                if isinstance(before.get(key), int | float)
+                and isinstance(after.get(key), int | float)
+                else None,
+            }
+            for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)
+        }
+        if changes:
+            diff[path] = changes
+    return diff
+
+
+def difference(before: dict, after: dict, key: str) -> float | None:
+    numbers = (before.get(key), after.get(key))
+    return numbers[1] - numbers[0] if all(isinstance(n, int | float) for n in numbers) else None

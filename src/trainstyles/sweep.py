@@ -1,0 +1,128 @@
+"""The seed sweep: every style trained N more times, through DVC's experiment queue, and the
+spread of each metric written to a record in git.
+
+    python -m trainstyles.sweep [--seeds 5]     (make sweep SEEDS=5)
+
+Run i (1 to N) trains with `seed` + i and `model.hidden_order` + i: a new seed and a new
+summation order, so the spread holds both seed luck and rounding, the stand-in for another
+machine. None repeats the workspace's own params: a run DVC found up to date would bring the
+committed run's figures, from whatever machine made them, instead of training here. The runs
+are queued experiments named sweep-<seed>, run one at a time in temporary copies: the
+workspace and its committed run stay as they are, and `dvc exp show` lists the runs afterwards.
+Earlier runs of the same names are replaced.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from trainstyles import STYLES, StageError
+from trainstyles.commands import dvc
+from trainstyles.machine import read_at
+from trainstyles.noise import summarise_runs
+from trainstyles.outputs import write_json
+from trainstyles.params import load_params
+from trainstyles.stage import MACHINE_DIR, METRICS_DIR, run_stage
+
+RECORD = Path("sweep/record.json")
+PREFIX = "sweep-"
+VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params
+
+
+def planned_runs(seed: int, hidden_order: int, count: int) -> list[dict]:
+    """Runs 1 to `count` after the workspace's own seed and order: each trains anew here."""
+    return [
+        {"name": f"{PREFIX}{seed + i}", "seed": seed + i, "hidden_order": hidden_order + i}
+        for i in range(1, count + 1)
+    ]
+
+
+def queue(runs: list[dict]) -> None:
+    """Drop experiments of the same names, then queue one experiment per run."""
+    existing = set(dvc("exp", "list", "--name-only").split())
+    stale = [run["name"] for run in runs if run["name"] in existing]
+    if stale:
+        dvc("exp", "remove", *stale)
+    for run in runs:
+        dvc(
+            "exp", "run", "--queue", "--name", run["name"],
+            "--set-param", f"seed={run['seed']}",
+            "--set-param", f"model.hidden_order={run['hidden_order']}",
+        )  # fmt: skip
+
+
+def experiment_results(runs: list[dict]) -> list[dict]:
+    """Each run's metrics per style, as `dvc exp show` has them, checked against its params."""
+    shown = json.loads(dvc("exp", "show", "--json"))
+    by_name = {
+        experiment["name"]: experiment
+        for baseline in shown
+        for experiment in baseline.get("experiments") or []
+    }
+    results = []
+    for run in runs:
+        experiment = by_name.get(run["name"])
+        if experiment is None or experiment["executor"]["state"] != "success":
+            log = experiment["executor"]["local"]["log"] if experiment else "dvc queue logs"
+            raise StageError(f"experiment {run['name']} did not succeed: see {log}")
+        data = experiment["revs"][0]["data"]
+        params = data["params"]["params.yaml"]["data"]
+        if (params["seed"], params["model"]["hidden_order"]) != (run["seed"], run["hidden_order"]):
+            raise StageError(f"experiment {run['name']} ran with other params than queued")
+        metrics = data["metrics"]
+        results.append(
+            {
+                **run,
+                "rev": experiment["revs"][0]["rev"],
+                "metrics": {s: metrics[f"{METRICS_DIR}/{s}.json"]["data"] for s in STYLES},
+            }
+        )
+    return results
+
+
+def shared_params(params: dict) -> dict:
+    """The params every run shared: all but what the sweep varies."""
+    model = {key: value for key, value in params["model"].items() if key not in VARIED}
+    return {**{key: v for key, v in params.items() if key not in VARIED}, "model": model}
+
+
+def sweep(count: int) -> dict:
+    if count < 2:
+        raise StageError(f"--seeds {count}: a spread needs at least 2 runs")
+    params = load_params()
+    runs = planned_runs(params.seed, params.model.hidden_order, count)
+    queue(runs)
+    start = time.perf_counter()
+    dvc("exp", "run", "--run-all", "--jobs", "1", capture=False)
+    seconds = time.perf_counter() - start
+    results = experiment_results(runs)
+    machines = [read_at(r["rev"], MACHINE_DIR / f"{s}.json") for r in results for s in STYLES]
+    if any(machine != machines[0] for machine in machines):
+        raise StageError("the sweep's runs record different machines: run it on one machine")
+    return {
+        "seeds": [run["seed"] for run in results],
+        "hidden_orders": [run["hidden_order"] for run in results],
+        "summary": summarise_runs(results),
+        "runs": [{k: v for k, v in run.items() if k != "rev"} for run in results],
+        "machine": machines[0],
+        "params": shared_params(params.model_dump()),
+        "seconds": round(seconds, 1),
+    }
+
+
+def main() -> str:
+    parser = argparse.ArgumentParser(prog="python -m trainstyles.sweep", description=__doc__)
+    parser.add_argument("--seeds", type=int, default=5, help="how many runs (default 5)")
+    parser.add_argument("--out", type=Path, default=RECORD, help=f"the record ({RECORD})")
+    args = parser.parse_args()
+    record = sweep(args.seeds)
+    write_json(record, args.out)
+    return (
+        f"trained {len(STYLES)} styles under seeds {record['seeds'][0]}–{record['seeds'][-1]} "
+        f"in {record['seconds']:.0f} s; wrote {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)
