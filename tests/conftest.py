@@ -68,7 +68,7 @@ def tiny_params(**sections) -> Params:
     return Params.model_validate(raw)
 
 
-COMMITTED_RESULTS = ("dvc.lock", "metrics/", "plots/")
+COMMITTED_RESULTS = ("dvc.lock", "metrics/", "plots/", "sweep/")
 # params for end-to-end runs in seconds: 600 training images, 2 epochs per style.
 SMALL = {
     "split": {"val_size": 100, "train_limit": 600, "test_limit": 200},
@@ -126,6 +126,20 @@ def dvc(repo: Path, *args: str) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def run_module(repo: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m module args` in `repo` with the repo's own code, as make runs it."""
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
+
+
+def table_rows(page: str, first_cell: str) -> list[list[str]]:
+    """The cells of every Markdown table row whose first cell is `first_cell`."""
+    rows = [line.strip("|").split("|") for line in page.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows if row[0].strip() == first_cell]
 
 
 def stages_run(repro_output: str) -> set[str]:

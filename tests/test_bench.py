@@ -11,7 +11,7 @@ from conftest import REPO, learnable_split, tiny_params
 from trainstyles import bench
 from trainstyles.params import ModelParams
 
-TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10)
+TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0)
 
 
 def test_flops_count_forward_weight_gradients_and_all_input_gradients_but_the_pixels():

@@ -27,7 +27,7 @@ def test_test_metrics_from_logits():
 def test_logits_are_those_of_keras_predict_to_the_bit():
     rng = np.random.default_rng(0)
     test = Split(rng.integers(0, 256, (600, 28, 28), np.uint8), rng.integers(0, 10, 600))
-    model = build_model(ModelParams(hidden_units=[256, 128], num_classes=10))
+    model = build_model(ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0))
     expected = model.predict(batches(test, PREDICT_BATCH_SIZE), verbose=0)
     assert np.array_equal(predict(model, test), expected)
 

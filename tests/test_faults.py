@@ -4,6 +4,7 @@ and no output, partial or whole, for DVC to cache."""
 import gzip
 import hashlib
 import os
+import re
 import resource
 import runpy
 import subprocess
@@ -15,8 +16,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO, idx_bytes, learnable_split
-from trainstyles import data
-from trainstyles.data import save_split
+from trainstyles import STYLES, data
+from trainstyles.data import find_source, load_raw, save_split, split_train
 
 OUTPUT_DIRS = ("data/prepared", "data/split", "models", "metrics", "plots", ".backup")
 
@@ -174,6 +175,38 @@ def test_a_diverging_loss_stops_training_naming_epoch_and_step(split_data, stage
     assert message.split(" at ")[1].startswith("epoch 1, step ")
     assert message.endswith("no model or metrics written")
     assert_nothing_written(split_data, "data/split")
+
+
+@pytest.fixture
+def fashion_subset(workdir) -> Path:
+    """2,000 real training images and 2,000 to validate on (chance ± 0.007), for two epochs."""
+    train, val = split_train(load_raw(find_source())["train"].head(4000), 2000)
+    save_split(train, workdir / "data" / "split" / "train")
+    save_split(val, workdir / "data" / "split" / "val")
+    for style in STYLES:
+        set_param(workdir, f"{style}.epochs", 2)
+    return workdir
+
+
+@pytest.mark.parametrize("stage", STYLES)
+def test_a_run_that_did_not_learn_ends_with_one_warning_line(fashion_subset, stage, capsys):
+    """A learning rate a billion times too high trains to finite figures at chance level: the
+    stage writes them, as asked, and its last line says that the model did not learn."""
+    set_param(fashion_subset, "train.learning_rate", 1.0e6)
+    runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"{stage}: warning: the model did not learn: its best val_accuracy 0.")
+    assert last.endswith(
+        "of chance (0.1000 for 10 classes); check train.learning_rate and the data"
+    )
+    assert (fashion_subset / "models" / f"{stage}.keras").is_file()
+
+
+def test_the_same_run_at_the_tutorials_learning_rate_gives_no_warning(fashion_subset, capsys):
+    runpy.run_path(str(REPO / "stages" / "train_raw.py"), run_name="__main__")
+    said = capsys.readouterr()
+    assert "warning" not in said.err
+    assert float(re.search(r"val_accuracy (\d\.\d+)", said.out)[1]) > 0.5  # it learned
 
 
 def test_a_trainer_without_split_data_names_the_missing_file(workdir):

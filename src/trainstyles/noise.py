@@ -16,17 +16,26 @@ for another machine's rounding). From it:
 import math
 import statistics
 from itertools import combinations
+from pathlib import Path
 
 from scipy import stats
 
 from trainstyles import STYLES
 
+RECORD = Path("sweep/record.json")
+VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params
 LEVEL = 0.99  # of the prediction bound behind "beyond noise"
 ALPHA = 0.05  # of the paired comparisons between styles, after Holm's correction
 FLOOR_SDS = 4  # the acceptance floor: mean − 4 sd
 # Metrics that describe a run's length rather than its quality: the report shows them but a
 # pair of styles is compared on what it learned.
 COMPARED = ("test_accuracy", "test_loss")
+
+
+def shared_params(params: dict) -> dict:
+    """The params every run of a sweep shares: all but what the sweep varies."""
+    model = {key: value for key, value in params["model"].items() if key not in VARIED}
+    return {**{key: v for key, v in params.items() if key not in VARIED}, "model": model}
 
 
 def summary(values: list[float]) -> dict:

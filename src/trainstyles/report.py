@@ -30,13 +30,14 @@ from trainstyles import STYLES, StageError, noise
 from trainstyles.commands import dvc
 from trainstyles.data import CLASS_NAMES
 from trainstyles.machine import comparison, describe, differences, fingerprint, run_machines
+from trainstyles.noise import RECORD, shared_params
 from trainstyles.outputs import at_chance, read_history
 from trainstyles.params import load_params
 from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
-from trainstyles.sweep import RECORD, shared_params
 
 STYLE_MODULES = Path(__file__).parent / "styles"
+README = Path("README.md")  # its tables of the committed run and of the sweep are generated
 # Equal styles draw equal curves (train_fit and train_step do): a thick line under a dashed one.
 LINES = {
     "train_fit": {"linewidth": 4, "alpha": 0.5},
@@ -102,13 +103,21 @@ def number(value, digits: int = 4, sign: str = "") -> str:
     return str(value)
 
 
+def p_value(p: float | None) -> str:
+    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
-def styles_table(results: Mapping[str, dict], timing: Mapping[str, dict], classes: int) -> str:
-    header = ["style", "test accuracy", "test loss", "epochs", "best epoch", "seconds", "samples/s"]
+def styles_table(
+    results: Mapping[str, dict], timing: Mapping[str, dict] | None, classes: int
+) -> str:
+    """The styles side by side; without `timing`, only what the same inputs always give."""
+    header = ["style", "test accuracy", "test loss", "epochs", "best epoch"]
+    header += ["seconds", "samples/s"] if timing else []
     rows = [
         [
             f"`{style}`" + (" ⚠ did not learn" if at_chance(results[style], classes) else ""),
@@ -116,9 +125,12 @@ def styles_table(results: Mapping[str, dict], timing: Mapping[str, dict], classe
             number(results[style]["test_loss"]),
             number(results[style]["epochs_run"]),
             number(results[style]["best_epoch"]),
-            number(timing[style]["train_seconds"], 1),
-            number(timing[style]["samples_per_second"]),
         ]
+        + (
+            [number(timing[style]["train_seconds"], 1), number(timing[style]["samples_per_second"])]
+            if timing
+            else []
+        )
         for style in STYLES
     ]
     return table(header, rows)
@@ -132,37 +144,38 @@ def spread(band: dict, digits: int = 4) -> tuple[str, str]:
     )
 
 
-def sweep_section(record: dict | None, params: dict, machines: Mapping[str, dict | None]) -> str:
-    """Each style's spread over the sweep, and each pair of styles compared run by run."""
+def sweep_section(record: dict | None, params: dict) -> str:
+    """The sweep's tables, under a heading, with a note where the params have moved since."""
     if record is None:
         return f"## Noise\n\nNo sweep record ({RECORD}): run `make sweep` to measure it."
-    runs = len(record["runs"])
-    seeds = record["seeds"]
-    lines = [
-        f"## Noise: {runs} runs of every style, seeds {seeds[0]}–{seeds[-1]}, each with its own "
-        "summation order (`model.hidden_order`)",
-        f"On {describe(record['machine'])}; {record['seconds'] / runs:.0f} s a run ({RECORD}).",
-    ]
+    lines = [f"## Noise: every style over {len(record['runs'])} seeds", sweep_tables(record)]
     changed = differences(record["params"], shared_params(params))
     if changed:
         lines.append(
             f"The record was made under other params ({', '.join(changed)}): "
             "its spread may not hold for these."
         )
-    header = ["style", "test accuracy", "range", "test loss", "range", "epochs", "best val acc."]
-    rows = []
-    for style in STYLES:
-        band = record["summary"][style]
-        rows.append(
-            [
-                f"`{style}`",
-                *spread(band["test_accuracy"]),
-                *spread(band["test_loss"]),
-                spread(band["epochs_run"], 1)[0],
-                spread(band["best_val_accuracy"])[0],
-            ]
-        )
-    lines.append(table(header, rows))
+    return "\n\n".join(lines)
+
+
+def sweep_tables(record: dict) -> str:
+    """Each style's spread over the sweep, and each pair of styles compared run by run."""
+    runs, seeds = len(record["runs"]), record["seeds"]
+    header = [
+        "style", "test accuracy", "range", "test loss", "range", "best val accuracy", "epochs",
+        "acceptance floor",
+    ]  # fmt: skip
+    rows = [
+        [
+            f"`{style}`",
+            *spread(band["test_accuracy"]),
+            *spread(band["test_loss"]),
+            spread(band["best_val_accuracy"])[0],
+            spread(band["epochs_run"], 1)[0],
+            number(noise.floor(band["test_accuracy"])),
+        ]
+        for style, band in ((style, record["summary"][style]) for style in STYLES)
+    ]
     pair_rows = [
         [
             f"`{pair['pair'][0]}` − `{pair['pair'][1]}`",
@@ -170,19 +183,40 @@ def sweep_section(record: dict | None, params: dict, machines: Mapping[str, dict
             f"{number(statistics.fmean(pair['differences']), sign='+')} ± "
             f"{number(statistics.stdev(pair['differences']))}",
             number(pair.get("t"), 2),
-            number(pair.get("p_holm"), 3),
+            p_value(pair.get("p_holm")),
             f"**{pair['verdict']}**" if pair["verdict"] == "beyond noise" else pair["verdict"],
         ]
         for metric in noise.COMPARED
         for pair in noise.paired(record, metric)
     ]
-    lines += [
-        "**The styles compared seed by seed.** Every run trains all styles with one seed, so "
-        "each pair is judged on its per-run differences: a paired t-test over the "
-        f"{runs} runs, two-sided, Holm-corrected over the pairs, at {noise.ALPHA:.0%}.",
-        table(["pair", "metric", "difference, mean ± sd", "t", "p (Holm)", "verdict"], pair_rows),
-    ]
-    return "\n\n".join(lines)
+    return "\n\n".join(
+        [
+            f"{runs} runs, seeds {seeds[0]}–{seeds[-1]}, each with its own summation order "
+            f"(`model.hidden_order` {record['hidden_orders'][0]}–{record['hidden_orders'][-1]}), "
+            f"on {describe(record['machine'])}: {record['seconds'] / 60:.0f} min in all "
+            f"(`{RECORD}`, written by `make sweep`). Mean ± sd and range over the runs; the "
+            f"acceptance floor of `make test-real` is mean − {noise.FLOOR_SDS} sd.",
+            table(header, rows),
+            "**The styles compared seed by seed.** Every run trains all styles with one seed, so "
+            "each pair is judged on its per-run differences: a paired t-test over the "
+            f"{runs} runs, two-sided, Holm-corrected over the pairs, at {noise.ALPHA:.0%}.",
+            table(
+                ["pair", "metric", "difference, mean ± sd", "t", "p (Holm)", "verdict"], pair_rows
+            ),
+        ]
+    )
+
+
+def replace_block(page: Path, name: str, text: str) -> bool:
+    """Put `text` between the page's `<!-- name -->` and `<!-- /name -->` lines, if it has them:
+    figures in the docs come from the command that measures them, not from an editor."""
+    content = page.read_text() if page.is_file() else ""
+    start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
+    if start not in content or end not in content:
+        return False
+    before, rest = content.split(start, 1)
+    page.write_text(f"{before}{start}{text}\n{end}{rest.split(end, 1)[1]}")
+    return True
 
 
 def altitude_table() -> str:
@@ -400,13 +434,19 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
         "![Learning rate per epoch; gradient norm against the clip](training.png)",
         "## How the styles agree on the test set\n\n" + agreement,
         "![Test confusion matrices](confusion.png)",
-        sweep_section(record, params.model_dump(), run_machines()),
+        sweep_section(record, params.model_dump()),
         "## Choosing your altitude\n\n" + altitude_table(),
     ]
     if revision:
         parts.append(diff_section(revision, record, same_machine))
     page = out / "report.md"
     page.write_text("\n\n".join(parts) + "\n")
+    trained_on = "; ".join(sorted({describe(m) for m in run_machines().values() if m}))
+    replace_block(
+        README,
+        "committed run",
+        styles_table(results, None, params.model.num_classes) + f"\n\nTrained on {trained_on}.",
+    )
     return page
 
 

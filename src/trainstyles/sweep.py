@@ -20,14 +20,13 @@ from pathlib import Path
 from trainstyles import STYLES, StageError
 from trainstyles.commands import dvc
 from trainstyles.machine import read_at
-from trainstyles.noise import summarise_runs
+from trainstyles.noise import RECORD, shared_params, summarise_runs
 from trainstyles.outputs import write_json
 from trainstyles.params import load_params
+from trainstyles.report import README, replace_block, sweep_tables
 from trainstyles.stage import MACHINE_DIR, METRICS_DIR, run_stage
 
-RECORD = Path("sweep/record.json")
 PREFIX = "sweep-"
-VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params
 
 
 def planned_runs(seed: int, hidden_order: int, count: int) -> list[dict]:
@@ -81,12 +80,6 @@ def experiment_results(runs: list[dict]) -> list[dict]:
     return results
 
 
-def shared_params(params: dict) -> dict:
-    """The params every run shared: all but what the sweep varies."""
-    model = {key: value for key, value in params["model"].items() if key not in VARIED}
-    return {**{key: v for key, v in params.items() if key not in VARIED}, "model": model}
-
-
 def sweep(count: int) -> dict:
     if count < 2:
         raise StageError(f"--seeds {count}: a spread needs at least 2 runs")
@@ -118,9 +111,11 @@ def main() -> str:
     args = parser.parse_args()
     record = sweep(args.seeds)
     write_json(record, args.out)
+    readme = replace_block(README, "sweep", sweep_tables(record))
     return (
         f"trained {len(STYLES)} styles under seeds {record['seeds'][0]}–{record['seeds'][-1]} "
         f"in {record['seconds']:.0f} s; wrote {args.out}"
+        + (f" and {README}'s table" if readme else "")
     )
 
 

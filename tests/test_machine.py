@@ -1,0 +1,79 @@
+"""The machine fingerprint: stable on one machine, different where the bits would differ."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+from trainstyles.machine import comparison, describe, differences, fingerprint, gpus
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+echo "0, NVIDIA H100 80GB HBM3, 580.95.05"
+echo "1, NVIDIA H100 80GB HBM3, 580.95.05"
+"""
+
+
+def test_the_fingerprint_is_the_same_bytes_every_time_on_one_machine():
+    """It is a DVC out of each trainer: any volatile field would break same-machine identity."""
+    assert json.dumps(fingerprint(2)) == json.dumps(fingerprint(2))
+
+
+def test_the_fingerprint_names_what_changes_kernels():
+    machine = fingerprint(2)
+    assert machine["cpu"]["model_name"] and machine["cpu"]["vendor"]
+    assert "avx2" in machine["cpu"]["features"] or "sse4_2" in machine["cpu"]["features"]
+    assert any(name.startswith("L2") for name in machine["cpu"]["caches"])
+    assert machine["threads"] == {"intra_op": 2, "onednn": "default"}
+    assert set(machine["versions"]) == {"tensorflow", "keras", "numpy"}
+    assert machine["cpu"]["model_name"] in describe(machine)
+
+
+def test_the_thread_split_and_onednn_switch_are_part_of_the_machine(monkeypatch):
+    default = fingerprint(2)
+    assert differences(default, fingerprint(4)) == ["threads.intra_op"]
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # Eigen's kernels instead of oneDNN's
+    assert differences(default, fingerprint(2)) == ["threads.onednn"]
+
+
+def test_gpus_come_from_the_driver_and_respect_cuda_visible_devices(tmp_path, monkeypatch):
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(FAKE_NVIDIA_SMI)
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    seen = gpus()
+    assert [gpu["name"] for gpu in seen] == ["NVIDIA H100 80GB HBM3"] * 2
+    assert seen[0]["driver"] == "580.95.05" and seen[0]["cuda"]  # TensorFlow's build record
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert len(gpus()) == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpus() == []
+
+
+def test_comparison_says_same_kind_other_kind_or_unrecorded():
+    here = fingerprint(2)
+    other = {**here, "cpu": {**here["cpu"], "features": ["avx", "avx2"], "model_name": "Other"}}
+    same = comparison(here, {"train_fit": here, "train_raw": here}, "HEAD")
+    assert same == "this machine is the kind HEAD trained on: the same inputs give the same bits"
+    differing = comparison(here, {"train_fit": here, "train_raw": other}, "HEAD")
+    assert differing.startswith(
+        "this machine differs from the one HEAD trained on in cpu.features, cpu.model_name:"
+    )
+    assert "rounding alone" in differing
+    assert comparison(here, {"train_fit": None}, "HEAD").startswith("HEAD records no machine")
+
+
+def test_the_check_reads_the_committed_fingerprints_without_tensorflow():
+    """`python -m trainstyles.machine` is make repro's last line: one line, no TensorFlow."""
+    code = (
+        "import sys, runpy; sys.argv = ['machine', '--against', 'HEAD']\n"
+        "try:\n    runpy.run_module('trainstyles.machine', run_name='__main__')\n"
+        "finally:\n    assert 'tensorflow' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"machine: {describe(fingerprint(2))}; ")

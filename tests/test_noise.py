@@ -1,0 +1,101 @@
+"""The statistics behind every "beyond noise" and "within noise" the project prints."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from trainstyles import STYLES, noise
+
+REPO = Path(__file__).resolve().parents[1]
+# Seed 42's test accuracy as two machine kinds trained it (an AMD EPYC, an Intel Xeon with
+# AVX-512): the acceptance floors must pass both.
+SEED_42_ELSEWHERE = {
+    "train_fit": (0.8925, 0.8936),
+    "train_step": (0.8925, 0.8936),
+    "train_raw": (0.8913, 0.8859),
+    "train_clipped": (0.8705, 0.8651),
+}
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    return json.loads((REPO / noise.RECORD).read_text())
+
+
+def runs_of(values: dict[str, list[float]]) -> dict:
+    """A record with the given test accuracies per style, run by run."""
+    count = len(next(iter(values.values())))
+    runs = [
+        {"metrics": {style: {"test_accuracy": values[style][i]} for style in values}}
+        for i in range(count)
+    ]
+    return {"runs": runs, "summary": noise.summarise_runs(runs)}
+
+
+def test_the_summary_is_mean_sample_sd_and_range():
+    assert noise.summary([1.0, 2.0, 4.0]) == {
+        "n": 3, "mean": 7 / 3, "sd": statistics.stdev([1.0, 2.0, 4.0]), "min": 1.0, "max": 4.0,
+    }  # fmt: skip
+
+
+def test_k_is_the_99_percent_prediction_bound_for_two_runs():
+    assert noise.k_factor(5) == pytest.approx(2**0.5 * 4.604, abs=1e-3)
+    assert noise.k_factor(10) == pytest.approx(2**0.5 * 3.250, abs=1e-3)
+    assert noise.k_factor(3) > noise.k_factor(5) > noise.k_factor(30)  # fewer runs, wider
+
+
+def test_a_change_is_judged_against_k_sd():
+    band = noise.summary([0.86, 0.87, 0.88, 0.87, 0.87])
+    bound = noise.threshold(band)
+    assert noise.judge(bound * 0.99, band) == "within noise"
+    assert noise.judge(-bound * 1.01, band) == "beyond noise"
+    assert noise.judge(0.5, None) == "not in the sweep"
+
+
+def test_holm_adjusts_the_smallest_p_most_and_keeps_the_order():
+    assert noise.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert noise.holm([0.5]) == [0.5]
+
+
+def test_pairs_are_compared_seed_by_seed():
+    """A gap far smaller than the spread between seeds is still beyond noise when every seed
+    shows it: the pairing removes the seed's share of the noise."""
+    base = [0.861, 0.874, 0.868, 0.880, 0.857]
+    record = runs_of(
+        {
+            "train_fit": base,
+            "train_step": base,  # the same math: equal in every run
+            "train_raw": [value - 0.003 + 0.0004 * (-1) ** i for i, value in enumerate(base)],
+            "train_clipped": [value + 0.01 * (-1) ** i for i, value in enumerate(base)],
+        }
+    )
+    verdicts = {pair["pair"]: pair["verdict"] for pair in noise.paired(record, "test_accuracy")}
+    assert verdicts[("train_fit", "train_step")] == "identical in every run"
+    assert verdicts[("train_fit", "train_raw")] == "beyond noise"
+    assert verdicts[("train_fit", "train_clipped")] == "within noise"
+
+
+def test_the_committed_record_covers_every_style_over_at_least_five_seeds(record):
+    assert len(record["runs"]) >= 5
+    assert record["seeds"] == [run["seed"] for run in record["runs"]]
+    assert len(set(record["seeds"])) == len(record["seeds"])
+    assert len(set(record["hidden_orders"])) == len(record["seeds"])  # a new order each run
+    assert record["summary"] == noise.summarise_runs(record["runs"])
+    assert set(record["summary"]) == set(STYLES)
+    assert record["machine"]["cpu"]["model_name"]
+
+
+def test_the_committed_record_was_made_under_the_committed_params(record):
+    from trainstyles.params import load_params  # noqa: PLC0415
+
+    params = load_params(REPO / "params.yaml").model_dump()
+    assert record["params"] == noise.shared_params(params)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_acceptance_floor_passes_seed_42_on_both_machine_kinds(record, style):
+    floor = noise.floor(record["summary"][style]["test_accuracy"])
+    assert floor <= min(SEED_42_ELSEWHERE[style])
+    assert floor > 0.8  # and still fails a model that learned little
