@@ -193,7 +193,8 @@ def sweep_tables(record: dict) -> str:
         [
             f"{runs} runs, seeds {seeds[0]}–{seeds[-1]}, each with its own summation order "
             f"(`model.hidden_order` {record['hidden_orders'][0]}–{record['hidden_orders'][-1]}), "
-            f"on {describe(record['machine'])}: {record['seconds'] / 60:.0f} min in all "
+            f"on {describe(record['machine'])}: {record['seconds'] / 60:.0f} min in all, "
+            f"{record['seconds'] / runs / 60:.1f} min a run "
             f"(`{RECORD}`, written by `make sweep`). Mean ± sd and range over the runs; the "
             f"acceptance floor of `make test-real` is mean − {noise.FLOOR_SDS} sd.",
             table(header, rows),
@@ -301,7 +302,6 @@ def diff_section(revision: str, record: dict | None, same_machine: bool) -> str:
     ]
     params = diff_rows(dvc_diff("params", revision), None)
     if same_machine:
-        reproduce_here(Path())
         with base_worktree(revision) as base:
             metrics = values_diff(metric_values(base), metric_values(Path()))
             base_machines = run_machines(None, base)
@@ -405,7 +405,11 @@ def plot_confusion(path: Path) -> None:
 
 
 def write_report(out: Path, revision: str | None, same_machine: bool = False) -> Path:
-    """The Markdown page and its PNGs in `out`; returns the page's path."""
+    """The Markdown page and its PNGs in `out`; returns the page's path. With `same_machine`,
+    the workspace's stale stages, and its styles trained elsewhere, are first re-run here."""
+    if same_machine:
+        dvc_diff("params", revision)  # an unknown revision fails before anything runs
+        reproduce_here(Path())
     results = {style: read_json(METRICS_DIR / f"{style}.json") for style in STYLES}
     timing = {style: read_json(TIMING_DIR / f"{style}.json") for style in STYLES}
     agreement_figures = read_json(METRICS_DIR / "comparison.json")
