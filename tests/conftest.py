@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 
 from trainstyles import STYLES, data
 from trainstyles.bench import copy_worktree
+from trainstyles.commands import stages_run  # noqa: F401 - the tests take it from here
 from trainstyles.data import Split
 from trainstyles.determinism import deterministic_kernels
 from trainstyles.params import Params, load_params
@@ -140,10 +141,3 @@ def table_rows(page: str, first_cell: str) -> list[list[str]]:
     """The cells of every Markdown table row whose first cell is `first_cell`."""
     rows = [line.strip("|").split("|") for line in page.splitlines() if line.startswith("|")]
     return [[cell.strip() for cell in row] for row in rows if row[0].strip() == first_cell]
-
-
-def stages_run(repro_output: str) -> set[str]:
-    """The stages that a `dvc repro` or `dvc exp run` says it ran."""
-    return {
-        line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")
-    }

@@ -25,3 +25,10 @@ def run(shown: list[str], command: list[str], cwd: Path, capture: bool) -> str:
             f"{' '.join(shown[:4])}{where} failed" + (f": {problem}" if problem else "")
         )
     return result.stdout or ""
+
+
+def stages_run(repro_output: str) -> set[str]:
+    """The stages that a `dvc repro` or `dvc exp run` says it ran."""
+    return {
+        line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")
+    }

@@ -15,17 +15,21 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from trainstyles.commands import dvc, git
+from trainstyles.commands import dvc, git, stages_run
 from trainstyles.machine import fingerprint, run_machines
 
 
 def reproduce_here(root: Path) -> list[str]:
-    """`dvc repro` in `root`, then a forced re-run of each trainer whose recorded machine is not
-    this one (or is not recorded); returns those trainers."""
-    dvc("repro", cwd=root)
+    """`dvc repro` in `root`, then a forced re-run of each trainer that did not run just now and
+    whose recorded machine is not this one (or is not recorded); returns those trainers."""
+    ran = stages_run(dvc("repro", cwd=root))
     threads = YAML(typ="safe").load(root / "params.yaml")["train"].get("intra_op_threads", 0)
     here = fingerprint(threads)
-    elsewhere = [style for style, machine in run_machines(None, root).items() if machine != here]
+    elsewhere = [
+        style
+        for style, machine in run_machines(None, root).items()
+        if machine != here and style not in ran
+    ]
     if elsewhere:
         dvc("repro", "--force", "--single-item", *elsewhere, cwd=root)
         dvc("repro", cwd=root)
