@@ -44,6 +44,8 @@ def base_worktree(revision: str) -> Iterator[Path]:
     git("worktree", "add", "--detach", str(path), revision)
     try:
         dvc("cache", "dir", "--local", cache, cwd=path)
+        # What the cache holds needs no training: a new worktree has no outputs of its own.
+        dvc("checkout", "--allow-missing", cwd=path)
         reproduce_here(path)
         yield path
     finally:
