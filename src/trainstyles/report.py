@@ -286,15 +286,14 @@ def machines_line(
     )
 
 
-def machines_summary(recorded: Mapping[str, dict | None], intra_op_threads: int) -> str:
+def machines_summary(recorded: Mapping[str, dict | None], here: dict) -> str:
     """What the run trained on, and whether this machine is of that kind."""
     known = [machine for machine in recorded.values() if machine]
     kinds = "; ".join(sorted({describe(machine) for machine in known})) or "not recorded"
-    here = comparison(fingerprint(intra_op_threads), recorded, "the run")
-    return f"Trained on {kinds}. Where this report was written, {here}."
+    return f"Trained on {kinds}. Here, {comparison(here, recorded, 'the run')}."
 
 
-def diff_section(revision: str, record: dict | None, same_machine: bool) -> str:
+def diff_section(revision: str, record: dict | None, here: dict, same_machine: bool) -> str:
     """Params and metrics against `revision`: DVC's diffs, or with `same_machine` the metrics
     of `revision` reproduced here against the workspace reproduced here."""
     sections = [
@@ -304,11 +303,10 @@ def diff_section(revision: str, record: dict | None, same_machine: bool) -> str:
     if same_machine:
         with base_worktree(revision) as base:
             metrics = values_diff(metric_values(base), metric_values(Path()))
-            base_machines = run_machines(None, base)
+        sections.append(f"Base and head both trained on this machine: {describe(here)}")
     else:
         metrics = dvc_diff("metrics", revision)
-        base_machines = run_machines(revision)
-    sections.append(machines_line(revision, base_machines, run_machines()))
+        sections.append(machines_line(revision, run_machines(revision), run_machines()))
     header = ["file", "key", revision, "workspace", "change"]
     sections.append(
         "**Params changed**\n\n"
@@ -414,6 +412,7 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     timing = {style: read_json(TIMING_DIR / f"{style}.json") for style in STYLES}
     agreement_figures = read_json(METRICS_DIR / "comparison.json")
     params = load_params()
+    here = fingerprint(params.train.intra_op_threads)
     record = json.loads(RECORD.read_text()) if RECORD.is_file() else None
     histories = {style: read_history(PLOTS_DIR / f"{style}.csv") for style in STYLES}
     out.mkdir(parents=True, exist_ok=True)
@@ -431,7 +430,7 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     parts = [
         "# trainstyles: one model, four ways of training",
         styles_table(results, timing, params.model.num_classes),
-        machines_summary(run_machines(), params.train.intra_op_threads),
+        machines_summary(run_machines(), here),
         f"`train_clipped`: the pre-clip gradient norm went from {clipped['grad_norm_first']:.2f} "
         f"in epoch 1 to {clipped['grad_norm_last']:.2f} in epoch {clipped['epochs_run']}.",
         "![Validation accuracy and loss per epoch](curves.png)",
@@ -442,7 +441,7 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
         "## Choosing your altitude\n\n" + altitude_table(),
     ]
     if revision:
-        parts.append(diff_section(revision, record, same_machine))
+        parts.append(diff_section(revision, record, here, same_machine))
     page = out / "report.md"
     page.write_text("\n\n".join(parts) + "\n")
     trained_on = "; ".join(sorted({describe(m) for m in run_machines().values() if m}))
