@@ -9,15 +9,19 @@ import pytest
 from conftest import REPO
 
 TRAIN_AND_HASH = """
-import hashlib
+import hashlib, sys
 import keras
 import numpy as np
+import tensorflow as tf
 from trainstyles.determinism import deterministic_kernels
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import load_params
 
 params = load_params()
-deterministic_kernels(params.train.intra_op_threads)
+if sys.argv[1] == "pinned":
+    deterministic_kernels(params.train.intra_op_threads)
+else:  # the control: TensorFlow's default, one thread per core it may use
+    tf.config.experimental.enable_op_determinism()
 keras.utils.set_random_seed(params.seed)
 rng = np.random.default_rng(0)
 pixels, labels = rng.random((2560, 784), dtype=np.float32), rng.integers(0, 10, 2560)
@@ -27,11 +31,11 @@ print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdige
 """
 
 
-def weights_hash_on(cores: set[int]) -> str:
+def weights_hash_on(cores: set[int], pinned: bool = True) -> str:
     """Train 20 batches of the tutorial's MLP in a process that may run only on `cores`:
     TensorFlow's default is one thread per core it may use."""
     child = subprocess.run(
-        [sys.executable, "-c", TRAIN_AND_HASH],
+        [sys.executable, "-c", TRAIN_AND_HASH, "pinned" if pinned else "unpinned"],
         cwd=REPO, capture_output=True, text=True, check=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )  # fmt: skip
@@ -42,5 +46,13 @@ def test_one_core_trains_the_bits_that_two_train():
     cores = os.sched_getaffinity(0)
     if len(cores) < 2:
         pytest.skip("needs a machine with two cores or more")
-    # Without the fixed thread count, 1 and 2 threads train different weights (measured).
-    assert weights_hash_on({min(cores)}) == weights_hash_on(cores)
+    one, every = {min(cores)}, cores
+    # The control: without the fixed thread count, does the split change the bits here? On some
+    # CPUs it does (1, 2 and 4 threads, three models); oneDNN's AVX-512 kernels give the same
+    # weights at any thread count, and there the pin cannot be shown to matter.
+    if weights_hash_on(one, pinned=False) == weights_hash_on(every, pinned=False):
+        pytest.skip(
+            "on this CPU 1 and 2 unpinned threads train the same weights: the thread split "
+            "does not change the rounding here, so the pin's test cannot fail"
+        )
+    assert weights_hash_on(one) == weights_hash_on(every)

@@ -90,13 +90,21 @@ def single_and_mirrored(tmp_path_factory) -> dict:
     }
     results = {}
     for name, process in runs.items():
-        finished(process, timeout=480)
+        output = finished(process, timeout=480)
         out = Path(process.args[-1])
         histories = json.loads((out / "histories.json").read_text())
         results[name] = {
             style: (histories[style], weights(out / f"{style}.npz")) for style in STYLES
         }
+        results[name]["output"] = output
     return results
+
+
+def test_the_mirrored_runs_had_two_replicas_and_the_single_ones_none(single_and_mirrored):
+    """Without the logical devices one replica trains, and matches the single run trivially."""
+    mirrored = single_and_mirrored["mirrored"]["output"].splitlines()
+    assert mirrored.count("MirroredStrategy: 2 replicas") == len(STYLES)
+    assert "replicas" not in single_and_mirrored["single"]["output"]
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -198,6 +206,8 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
     assert all(a.tobytes() == b.tobytes() for a, b in zip(chief, other, strict=True))
     stage_outputs = [f"models/{style}.keras", f"plots/{style}.csv", f"metrics/timing/{style}.json"]
     for index, output in enumerate(outputs):
+        # Two independent workers with one seed would agree too: the strategy must have joined them.
+        assert "MultiWorkerMirroredStrategy: 2 replicas" in output.splitlines(), output[-2000:]
         assert "trained on 320 images" in output.splitlines()[-1], output[-2000:]
         directory = tmp_path / f"worker{index}"
         assert not (directory / ".backup").exists()
@@ -206,12 +216,13 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
         assert [(directory / path).is_file() for path in stage_outputs] == [index == 0] * 3
 
 
-def test_the_fit_based_styles_refuse_multi_worker_in_one_line(tmp_path):
+@pytest.mark.parametrize("style", ["train_fit", "train_step", "train_clipped"])
+def test_the_fit_based_styles_refuse_multi_worker_in_one_line(tmp_path, style):
     """Keras 3's fit() breaks under MultiWorkerMirroredStrategy: say so instead of a traceback."""
-    process = worker(host(tmp_path / "host"), None, str(REPO / "stages" / "train_step.py"))
+    process = worker(host(tmp_path / "host"), None, str(REPO / "stages" / f"{style}.py"))
     output = process.communicate(timeout=240)[0].decode()
     assert process.returncode == 1
     assert output.splitlines()[-1] == (
-        "train_step: error: distribute.strategy = 'multi_worker': Keras 3's fit() fails across "
+        f"{style}: error: distribute.strategy = 'multi_worker': Keras 3's fit() fails across "
         "workers (keras-team/keras#20585); of the four styles, train_raw trains on several hosts"
     )

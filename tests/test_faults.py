@@ -3,6 +3,7 @@ and no output, partial or whole, for DVC to cache."""
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import resource
@@ -52,15 +53,32 @@ def set_param(workdir: Path, keys: str, value) -> None:
     YAML(typ="safe").dump(raw, workdir / "params.yaml")
 
 
+# A stage run as DVC runs it, in its own process, with the test's pins for the data set's hashes
+# (the tests' archives are a stand-in data set): its real exit status and its real stderr.
+STAGE_WITH_PINS = """
+import json, runpy, sys
+from trainstyles import data
+pins, *sys.argv = sys.argv[1:]
+data.IDX_SHA256.update(json.loads(pins))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def refused(stage: str) -> str:
-    """Run stages/<stage>.py here as DVC would; it must exit with one error line, which this
-    returns. sys.exit with a message prints it to stderr and exits with status 1."""
-    with pytest.raises(SystemExit) as stopped:
-        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
-    message = stopped.value.code
-    assert isinstance(message, str) and "\n" not in message, message
-    assert message.startswith(f"{stage}: error: "), message
-    return message.removeprefix(f"{stage}: error: ")
+    """Run stages/<stage>.py here as DVC would; it must exit with status 1 and say what is wrong
+    in one line of its own, the last, with no traceback. Returns that line's message."""
+    result = subprocess.run(
+        [sys.executable, "-c", STAGE_WITH_PINS, json.dumps(data.IDX_SHA256),
+         str(REPO / "stages" / f"{stage}.py")],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    own = [line for line in result.stderr.splitlines() if line.startswith(f"{stage}:")]
+    assert len(own) == 1 and result.stderr.splitlines()[-1] == own[0], result.stderr
+    assert own[0].startswith(f"{stage}: error: "), own[0]
+    return own[0].removeprefix(f"{stage}: error: ")
 
 
 def assert_nothing_written(workdir: Path, *kept: str) -> None:

@@ -122,3 +122,8 @@ def test_atomic_dir_replaces_a_directory_whole_or_leaves_the_old_one(tmp_path):
         raise RuntimeError("killed half-way")
     assert [path.name for path in tmp_path.iterdir()] == ["prepared"]
     assert [path.name for path in target.iterdir()] == ["old.npy"]
+    with atomic_dir(target) as temp:  # completed over an existing directory: replaced, not merged
+        (temp / "new.npy").write_text("new")
+    assert [path.name for path in tmp_path.iterdir()] == ["prepared"]
+    assert [path.name for path in target.iterdir()] == ["new.npy"]
+    assert (target / "new.npy").read_text() == "new"

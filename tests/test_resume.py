@@ -1,6 +1,7 @@
 """A training run stopped after any epoch resumes and ends exactly as an uninterrupted one."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_repo, dvc, learnable_split, tiny_params
-from trainstyles.resume import Backup
+from conftest import copy_repo, dvc, edit_params, learnable_split, tiny_params
+from trainstyles import resume
+from trainstyles.data import Split
+from trainstyles.resume import Backup, run_fingerprint
 from trainstyles.styles import raw, step
 from trainstyles.training import train_on
 
@@ -58,6 +61,26 @@ def test_a_resume_point_of_other_params_or_data_is_discarded(tmp_path):
     assert Backup(tmp_path, fingerprint="first").epochs_done == 1
     assert Backup(tmp_path, fingerprint="second").epochs_done == 0
     assert not list(tmp_path.glob("epoch-*"))
+
+
+def test_the_run_fingerprint_changes_with_any_param_pixel_or_source_file(tmp_path, monkeypatch):
+    """What decides whether a resume point is stale: a constant here would resume a run made
+    with other params, data or code, and publish a model trained under them."""
+    params, val = tiny_params(), VAL
+    first = run_fingerprint(params, TRAIN, val)
+    assert run_fingerprint(tiny_params(), TRAIN, val) == first  # the control: same inputs
+    assert run_fingerprint(tiny_params(train={"learning_rate": 0.002}), TRAIN, val) != first
+    images = TRAIN.images.copy()
+    images[0, 0, 0] ^= 1
+    assert run_fingerprint(params, Split(images, TRAIN.labels), val) != first
+    package = Path(resume.__file__).parent
+    copy = tmp_path / "trainstyles"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(resume, "__file__", str(copy / "resume.py"))
+    assert run_fingerprint(params, TRAIN, val) == first  # the same code, elsewhere
+    with (copy / "styles" / "raw.py").open("a") as source:
+        source.write("# an edit\n")
+    assert run_fingerprint(params, TRAIN, val) != first
 
 
 def test_a_point_is_published_whole_or_not_at_all(tmp_path):
@@ -122,3 +145,30 @@ def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, style):
     assert outputs(repo, style) == expected
     assert not (repo / ".backup" / style).exists()
     assert np.all(np.isfinite(np.loadtxt(repo / f"plots/{style}.csv", delimiter=",", skiprows=1)))
+
+
+@pytest.mark.slow
+def test_a_stage_with_a_stale_resume_point_starts_again_from_epoch_1(repo):
+    """Killed after epoch 1, then re-run under other params: the resume point was made for the
+    old params (run_fingerprint), so the stage must train from epoch 1, not resume."""
+    style = "train_raw"
+    killed = stage(repo, style)
+    first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
+    while not first_point.exists() and killed.poll() is None:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    assert first_point.exists()
+
+    params = (repo / "params.yaml").read_text()
+    edit_params(repo / "params.yaml", {style: {"epochs": 3}})
+    try:
+        rerun = stage(repo, style)
+        summary = rerun.communicate()[0].splitlines()[-1]
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert rerun.returncode == 0
+    assert "resumed" not in summary
+    assert "/3, val_accuracy" in summary  # the best of 3 epochs, all trained now
+    rows = np.loadtxt(repo / f"plots/{style}.csv", delimiter=",", skiprows=1)
+    assert rows[:, 0].tolist() == [1, 2, 3]
