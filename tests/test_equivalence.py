@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from conftest import learnable_split, tiny_params
+from conftest import REPO, learnable_split, tiny_params
+from trainstyles import equivalence
+from trainstyles.data import save_split
 from trainstyles.equivalence import CLAIMS, comparable, train_every_style, verdicts
 
 # 600 images in batches of 32: a short last batch of 24, where an unweighted loss mean differs.
@@ -30,3 +32,29 @@ def test_the_comparison_can_fail_a_finite_clip_changes_the_weights(tmp_path):
     assert clipped_verdict[:2] == ("train_clipped", "train_step")
     assert clipped_verdict[2:] == (False, False)
     assert results["train_clipped"][1] != pytest.approx(results["train_step"][1], rel=1e-9)
+
+
+@pytest.fixture
+def split_here(tmp_path, monkeypatch):
+    """A working directory with the repository's params and a small split, as `make
+    equivalence` finds them."""
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    for name, split in (("train", TRAIN), ("val", VAL)):
+        save_split(split, tmp_path / "data" / "split" / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_command_exits_0_when_proven_and_1_when_a_claim_fails(split_here, monkeypatch, capsys):
+    argv = ["--epochs", "1", "--train-limit", "300"]
+    assert equivalence.main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "equivalence: proven"
+
+    def with_a_finite_clip(params, epochs):
+        params = comparable(params, epochs)
+        clipped = params.train_clipped.model_copy(update={"clip_norm": 0.01})
+        return params.model_copy(update={"train_clipped": clipped})
+
+    monkeypatch.setattr(equivalence, "comparable", with_a_finite_clip)
+    assert equivalence.main(argv) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "equivalence: NOT proven"

@@ -103,6 +103,8 @@ BAD_PARAMS = [
      "'val_loss' or 'val_accuracy'"),
     ("train_step", "train_step.callbacks.checkpoint.mode", "maximum",
      "train_step.callbacks.checkpoint.mode = 'maximum': input should be 'min' or 'max'"),
+    ("evaluate", "train.intra_op_threads", 0,
+     "train.intra_op_threads = 0: input should be greater than 0"),
 ]  # fmt: skip
 
 
@@ -225,6 +227,19 @@ def test_the_same_run_at_the_tutorials_learning_rate_gives_no_warning(fashion_su
     said = capsys.readouterr()
     assert "warning" not in said.err
     assert float(re.search(r"val_accuracy (\d\.\d+)", said.out)[1]) > 0.5  # it learned
+
+
+def test_a_report_without_a_run_says_so_in_one_line(workdir):
+    result = subprocess.run(
+        [sys.executable, "-m", "trainstyles.report"],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("report: error: cannot read metrics/train_fit.json (")
+    assert line.endswith("): run `dvc repro` first")
+    assert not (workdir / "report").exists()
 
 
 def test_a_trainer_without_split_data_names_the_missing_file(workdir):
