@@ -89,6 +89,26 @@ def test_a_forced_rerun_reproduces_every_output_to_the_byte(repo):
     assert "Data and pipelines are up to date." in dvc(repo, "status")
 
 
+def test_the_lock_comparison_can_fail_another_rounding_changes_the_models_hash(repo):
+    """The control: the same check on a run that rounds differently (model.hidden_order, on any
+    machine) sees other bytes; the params put back, the same bytes as before return."""
+    lock = (repo / "dvc.lock").read_text()
+    params = (repo / "params.yaml").read_text()
+    edit_params(repo / "params.yaml", {"model": {"hidden_order": 1}})
+    try:
+        dvc(repo, "repro", "--single-item", "train_raw")
+        rounded = YAML(typ="safe").load(repo / "dvc.lock")["stages"]["train_raw"]["outs"]
+    finally:
+        (repo / "params.yaml").write_text(params)
+    before = YAML(typ="safe").load(lock)["stages"]["train_raw"]["outs"]
+    model = [
+        out["md5"] for out in (before, rounded) for out in out if out["path"].endswith(".keras")
+    ]
+    assert model[0] != model[1]
+    dvc(repo, "repro")
+    assert (repo / "dvc.lock").read_text() == lock
+
+
 SHARED = {
     "seed": 7,
     "model": {"hidden_units": [32]},

@@ -107,7 +107,17 @@ def test_experiments_run_queue_and_show_each_styles_metrics(repo):
     ran = dvc(repo, "exp", "run", "-n", "clip-half", "-S", "train_clipped.clip_norm=0.5")
     assert stages_run(ran) == {"train_clipped", "evaluate"}
     dvc(repo, "exp", "run", "--queue", "-S", "train_clipped.clip_norm=0.25,2.0")
-    dvc(repo, "exp", "run", "--run-all")
+    # The queued experiments train with the code they were queued with, not the workspace's:
+    # a stage that would now fail in the workspace still succeeds in them.
+    module = repo / "src" / "trainstyles" / "styles" / "clipped.py"
+    code = module.read_text()
+    module.write_text(code + '\nraise SystemExit("the workspace code ran")\n')
+    try:
+        dvc(repo, "exp", "run", "--run-all")
+        stopped = run_module(repo, "trainstyles.styles.clipped")
+        assert stopped.stderr.strip().endswith("the workspace code ran")  # the control
+    finally:
+        module.write_text(code)
 
     shown = json.loads(dvc(repo, "exp", "show", "--json"))
     experiments = {

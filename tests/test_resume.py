@@ -55,6 +55,20 @@ def test_resuming_after_an_epoch_ends_as_an_uninterrupted_run(tmp_path, style, m
         assert history["learning_rate"][-1] < history["learning_rate"][0]
 
 
+def test_the_comparison_can_fail_a_resume_that_drops_the_callbacks_counters(tmp_path, monkeypatch):
+    """The control: a resume that keeps weights, optimizer and history but not the counters of
+    ReduceLROnPlateau and EarlyStopping (Keras' own BackupAndRestore) trains another model."""
+    style, module = "train_step", step
+    whole = Backup(tmp_path / "whole", fingerprint="run")
+    _, history = train_on(module.train, resumable_params(style, 6), TRAIN, VAL, whole, tmp_path)
+    monkeypatch.setattr(resume.BackupAndResume, "STATE", {})
+    parts = Backup(tmp_path / "parts", fingerprint="run")
+    train_on(module.train, resumable_params(style, 4), TRAIN, VAL, parts, tmp_path)
+    resumed = Backup(tmp_path / "parts", fingerprint="run")
+    _, forgetful = train_on(module.train, resumable_params(style, 6), TRAIN, VAL, resumed, tmp_path)
+    assert forgetful != history
+
+
 def test_a_resume_point_of_other_params_or_data_is_discarded(tmp_path):
     backup = Backup(tmp_path, fingerprint="first")
     with backup.new_point(1, finished=False, state={"history": {}}) as point:
