@@ -130,6 +130,17 @@ def stage(repo: Path, style: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
 
 
+def killed_after_epoch_1(repo: Path, style: str) -> None:
+    """Start the stage and SIGKILL it (no clean-up runs) once its first resume point exists."""
+    killed = stage(repo, style)
+    first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
+    while not first_point.exists() and killed.poll() is None:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, f"{style} ended before its first resume point"
+    assert first_point.exists()
+
+
 def outputs(repo: Path, style: str) -> dict[str, bytes]:
     paths = [f"models/{style}.keras", f"plots/{style}.csv"]  # the curves hold every figure
     return {path: (repo / path).read_bytes() for path in paths}
@@ -144,12 +155,7 @@ def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, style):
     for path in expected:
         (repo / path).unlink()  # as DVC does before it runs a stage
 
-    killed = stage(repo, style)
-    first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
-    while not first_point.exists() and killed.poll() is None:
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
+    killed_after_epoch_1(repo, style)
     assert not (repo / f"models/{style}.keras").exists()
 
     rerun = stage(repo, style)
@@ -167,13 +173,7 @@ def test_a_stage_with_a_stale_resume_point_starts_again_from_epoch_1(repo):
     """Killed after epoch 1, then re-run under other params: the resume point was made for the
     old params (run_fingerprint), so the stage must train from epoch 1, not resume."""
     style = "train_raw"
-    killed = stage(repo, style)
-    first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
-    while not first_point.exists() and killed.poll() is None:
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    assert first_point.exists()
+    killed_after_epoch_1(repo, style)
 
     params = (repo / "params.yaml").read_text()
     edit_params(repo / "params.yaml", {style: {"epochs": 3}})
