@@ -1,6 +1,8 @@
 import json
+import shutil
 import time
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -127,3 +129,24 @@ def test_atomic_dir_replaces_a_directory_whole_or_leaves_the_old_one(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["prepared"]
     assert [path.name for path in target.iterdir()] == ["new.npy"]
     assert (target / "new.npy").read_text() == "new"
+
+
+def test_a_kill_while_the_old_directory_is_removed_leaves_the_new_one_whole(tmp_path, monkeypatch):
+    """Removing a directory takes a file at a time: a kill then must not leave part of the old
+    one under the final name (measured: a SIGKILL of `split` did, before it was renamed aside)."""
+    target = tmp_path / "split"
+    with atomic_dir(target) as temp:
+        for name in ("a.npy", "b.npy", "c.npy"):
+            (temp / name).write_text("old")
+    removing = shutil.rmtree
+
+    def killed_half_way(path, *args, **kwargs):
+        if Path(path).name == ".split.old" and Path(path).exists():
+            next(Path(path).iterdir()).unlink()  # one file gone, then the kill
+            raise KeyboardInterrupt
+        removing(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as temp:
+        (temp / "new.npy").write_text("new")
+    assert [path.name for path in target.iterdir()] == ["new.npy"]

@@ -41,16 +41,21 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """A directory beside `final` to fill; it replaces `final` only if the block completes.
 
     For outputs that are directories (datasets, confusion data): a crash or a kill leaves the
-    previous directory, or for an instant none, but never a mix of old and new files.
+    previous directory, or for an instant none, but never a mix of old and new files, nor part
+    of either. The old directory is renamed aside before it is removed: removing it in place
+    takes a file at a time, and a kill half-way would leave part of it under the final name.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    temp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)  # left by a killed run
+    temp, old = final.with_name(f".{final.name}.tmp"), final.with_name(f".{final.name}.old")
+    for left in (temp, old):
+        shutil.rmtree(left, ignore_errors=True)  # left by a killed run
     temp.mkdir()
     try:
         yield temp
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
         os.replace(temp, final)
+        shutil.rmtree(old, ignore_errors=True)
     except OSError as error:
         raise write_error(final, error) from None
     finally:
