@@ -2,7 +2,10 @@
 
 import csv
 import json
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,13 +25,19 @@ def repo(tmp_path_factory) -> Path:
     return copy
 
 
-def test_every_declared_output_exists(repo):
+def declared_outputs(repo: Path, stage: str | None = None) -> list[str]:
+    """The paths dvc.yaml declares as outputs (outs and metrics), of one stage or of all."""
     stages = YAML(typ="safe").load(repo / "dvc.yaml")["stages"]
-    declared = [
+    return [
         next(iter(out)) if isinstance(out, dict) else out
-        for stage in stages.values()
-        for out in stage.get("outs", []) + stage.get("metrics", [])
+        for name, entry in stages.items()
+        if stage in (None, name)
+        for out in entry.get("outs", []) + entry.get("metrics", [])
     ]
+
+
+def test_every_declared_output_exists(repo):
+    declared = declared_outputs(repo)
     assert len(declared) == 2 + 4 * 3 + 6  # prepare, split; 4 trainers; evaluate
     for out in declared:
         path = repo / out
@@ -80,6 +89,115 @@ def test_confusion_plots_have_one_row_per_test_image(repo):
     for style in STYLES:
         lines = (repo / "plots" / "confusion" / f"{style}.csv").read_text().splitlines()
         assert lines[0] == "actual,predicted" and len(lines) == 1 + 200
+
+
+# A stage run as DVC runs it, watched from inside by a Python audit hook: it logs every file the
+# stage opens for writing, and the state of the stage's outputs just before each rename or tree
+# removal. Between two of those moments a kill changes no output, so these states are every state
+# a kill can leave. `before` is code run first (the control breaks the atomic writes with it).
+WATCHED_STAGE = """
+import atexit, hashlib, json, os, runpy, sys
+from pathlib import Path
+
+outs, log_path, before, script = sys.argv[1:]
+outs = [Path(out).resolve() for out in json.loads(outs)]
+log = open(log_path, "w")
+
+def state():
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    found = {}
+    for out in outs:
+        if out.is_dir():
+            files = sorted(path for path in out.rglob("*") if path.is_file())
+            found[str(out)] = {str(path.relative_to(out)): digest(path) for path in files} or None
+        else:
+            found[str(out)] = digest(out) if out.is_file() else None
+    return found
+
+def record(**entry):
+    log.write(json.dumps(entry) + "\\n")
+
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        mode, flags = args[1], args[2] or 0
+        if any(c in mode for c in "wax+") if mode else flags & (os.O_WRONLY | os.O_RDWR):
+            record(write=os.path.abspath(os.fsdecode(args[0])))
+    elif event in ("os.rename", "shutil.rmtree"):
+        record(event=event, outs=state())
+
+atexit.register(lambda: (record(event="exit", outs=state()), log.flush()))
+exec(before)
+sys.addaudithook(hook)
+sys.argv = [script]
+runpy.run_path(script, run_name="__main__")
+"""
+# The control's break: the directory outputs written in place, as a naive stage would.
+IN_PLACE = """
+import contextlib
+from trainstyles import outputs
+@contextlib.contextmanager
+def in_place(final):
+    final.mkdir(parents=True, exist_ok=True)
+    yield final
+outputs.atomic_dir = in_place
+"""
+
+
+def kill_states(repo: Path, stage: str, log: Path, before: str = "") -> list[str]:
+    """Run `stage` from scratch (DVC removes its outputs first) under WATCHED_STAGE; returns what
+    a kill could leave that is neither the output whole nor no output, and every write that went
+    straight to a declared output rather than to a temporary name."""
+    outs = [str(repo / out) for out in declared_outputs(repo, stage)]
+    for out in map(Path, outs):
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink(missing_ok=True)
+    command = [sys.executable, "-c", WATCHED_STAGE, json.dumps(outs), str(log), before]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    run = subprocess.run(
+        [*command, f"stages/{stage}.py"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    final = entries[-1]["outs"]
+    assert entries[-1]["event"] == "exit" and all(final.values()), final
+    partial = [
+        f"{out} at {entry['event']} #{number}"
+        for number, entry in enumerate(entries)
+        for out, found in entry.get("outs", {}).items()
+        if found not in (None, final[out])
+    ]
+    in_place = [
+        entry["write"]
+        for entry in entries
+        if "write" in entry and any(Path(entry["write"]).is_relative_to(out) for out in outs)
+    ]
+    renamed = any(entry.get("event") == "os.rename" for entry in entries)
+    return partial + in_place + ([] if renamed else ["no output was renamed into place"])
+
+
+@pytest.mark.parametrize("stage", ["prepare", "split", "evaluate"])
+def test_a_kill_at_any_point_of_a_stage_leaves_each_output_whole_or_absent(repo, stage, tmp_path):
+    lock = (repo / "dvc.lock").read_text()
+    assert kill_states(repo, stage, tmp_path / "log") == []
+    assert "Data and pipelines are up to date." in dvc(repo, "status")  # the same bytes again
+    assert (repo / "dvc.lock").read_text() == lock
+
+
+def test_the_kill_states_can_fail_a_directory_written_in_place(repo, tmp_path):
+    try:
+        broken = kill_states(repo, "split", tmp_path / "log", IN_PLACE)
+        assert any("data/split/train/" in found for found in broken), broken
+    finally:
+        dvc(repo, "checkout", "data/split")
+    assert "Data and pipelines are up to date." in dvc(repo, "status")
 
 
 def test_a_forced_rerun_reproduces_every_output_to_the_byte(repo):

@@ -113,9 +113,9 @@ KILL_STYLES = STYLES  # the README promises crash-resume for every style
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A repository copy with split data big enough for epochs of about a second."""
+    """A repository copy with split data big enough for epochs of half a second or so."""
     params = {
-        "split": {"val_size": 1000, "train_limit": 16000, "test_limit": 100},
+        "split": {"val_size": 500, "train_limit": 8000, "test_limit": 100},
         "train": {"batch_size": 32},
         **{style: {"epochs": 4} for style in KILL_STYLES},
     }
