@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real equivalence report sweep bench lint setup data image image-test
+.PHONY: repro test test-real mutants equivalence report sweep bench lint setup data image image-test
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
@@ -21,6 +21,11 @@ test: setup
 # The acceptance run on the real data (minutes): .ci/run calls it after `make test`.
 test-real: setup
 	pytest -m real
+
+# Each guarantee of docs/testing.md broken on purpose, one at a time, in a temporary copy: the
+# tests that hold it must fail (minutes). Exits 1 if a broken guarantee passes the tests.
+mutants: setup
+	python tests/mutants.py
 
 # The proof that fit(), the train_step override and the raw loop are the same math, to the bit.
 equivalence: setup

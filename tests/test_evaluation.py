@@ -1,7 +1,8 @@
+import keras
 import numpy as np
 import pytest
 
-from trainstyles.data import Split, batches
+from trainstyles.data import Split, batches, features
 from trainstyles.evaluation import (
     PREDICT_BATCH_SIZE,
     agreement,
@@ -29,6 +30,10 @@ def test_logits_are_those_of_keras_predict_to_the_bit():
     test = Split(rng.integers(0, 256, (600, 28, 28), np.uint8), rng.integers(0, 10, 600))
     model = build_model(ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0))
     expected = model.predict(batches(test, PREDICT_BATCH_SIZE), verbose=0)
+    # The control: the comparison sees how the images are batched, as all 600 in one call round
+    # otherwise; where they do not, it could not tell a change of batching.
+    if np.array_equal(keras.ops.convert_to_numpy(model(features(test))), expected):
+        pytest.skip("on this CPU one batch of 600 gives the bits of batches of 256")
     assert np.array_equal(predict(model, test), expected)
 
 

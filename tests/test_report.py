@@ -106,18 +106,21 @@ def test_experiments_run_queue_and_show_each_styles_metrics(repo):
     """Last in this module: `dvc exp run` changes the workspace."""
     ran = dvc(repo, "exp", "run", "-n", "clip-half", "-S", "train_clipped.clip_norm=0.5")
     assert stages_run(ran) == {"train_clipped", "evaluate"}
-    dvc(repo, "exp", "run", "--queue", "-S", "train_clipped.clip_norm=0.25,2.0")
-    # The queued experiments train with the code they were queued with, not the workspace's:
-    # a stage that would now fail in the workspace still succeeds in them.
+    # The queued experiments train with the code they were queued with: it says so as it trains.
+    # No other code will do: not the workspace's, broken after queueing, nor an installed copy.
     module = repo / "src" / "trainstyles" / "styles" / "clipped.py"
     code = module.read_text()
-    module.write_text(code + '\nraise SystemExit("the workspace code ran")\n')
+    start = "    style = params.train_clipped\n"
+    module.write_text(code.replace(start, f'    print("the queued code trains")\n{start}'))
     try:
-        dvc(repo, "exp", "run", "--run-all")
+        dvc(repo, "exp", "run", "--queue", "-S", "train_clipped.clip_norm=0.25,2.0")
+        module.write_text(code + '\nraise SystemExit("the workspace code ran")\n')
+        ran = dvc(repo, "exp", "run", "--run-all")
         stopped = run_module(repo, "trainstyles.styles.clipped")
         assert stopped.stderr.strip().endswith("the workspace code ran")  # the control
     finally:
         module.write_text(code)
+    assert ran.count("the queued code trains") == 2, ran
 
     shown = json.loads(dvc(repo, "exp", "show", "--json"))
     experiments = {

@@ -1,0 +1,226 @@
+"""Break each stated guarantee on purpose, one at a time, and check that a test fails.
+
+`make mutants` (minutes; not part of `make test`): each mutant is one edit of the code behind a
+guarantee of docs/testing.md, made in a temporary copy of this checkout; the tests that hold the
+guarantee run there and must fail. A mutant they survive is a guarantee no test holds. Exits 1
+if any survives. `python tests/mutants.py WORDS` runs the mutants whose guarantee names WORDS.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import copy_repo
+
+
+@dataclass(frozen=True)
+class Mutant:
+    guarantee: str
+    path: str
+    old: str  # must occur exactly once in `path`
+    new: str
+    tests: tuple[str, ...]  # pytest arguments
+
+
+MUTANTS = [
+    Mutant(
+        "a resume point made with other params, data or code is discarded",
+        "src/trainstyles/resume.py",
+        "    return digest.hexdigest()\n\n\nclass Backup",
+        '    return "constant"\n\n\nclass Backup',
+        ("tests/test_resume.py",),
+    ),
+    Mutant(
+        "a killed stage resumes from its last resume point",
+        "src/trainstyles/resume.py",
+        "        self.point = points[-1] if points else None",
+        "        self.point = None",
+        ("tests/test_resume.py", "-k", "killed_mid_epoch"),
+    ),
+    Mutant(
+        "every epoch leaves a resume point",
+        "src/trainstyles/resume.py",
+        "            os.replace(staging, point)",
+        "            point = staging",
+        ("tests/test_resume.py",),
+    ),
+    Mutant(
+        "a resumed run gets back the callbacks' counters",
+        "src/trainstyles/resume.py",
+        "        self.stateful = [callback for callback in zoo if type(callback) in self.STATE]",
+        "        self.stateful = []",
+        ("tests/test_resume.py", "-k", "uninterrupted_run"),
+    ),
+    Mutant(
+        "under multi_worker no worker resumes",
+        "src/trainstyles/training.py",
+        '    if params.strategy != "multi_worker":\n',
+        "    if True:\n",
+        ("tests/test_resume.py", "-k", "multi_worker"),
+    ),
+    Mutant(
+        "mirrored training runs on the replicas asked for",
+        "src/trainstyles/distribute.py",
+        "        return tf.distribute.MirroredStrategy(mirrored_devices(params.logical_cpus))",
+        "        mirrored_devices(params.logical_cpus)\n"
+        "        return tf.distribute.get_strategy()",
+        ("tests/test_distribute.py", "-k", "mirrored"),
+    ),
+    Mutant(
+        "multi_worker trains one model across the workers",
+        "src/trainstyles/distribute.py",
+        "        return tf.distribute.MultiWorkerMirroredStrategy()",
+        "        return tf.distribute.get_strategy()",
+        ("tests/test_distribute.py", "-k", "two_workers"),
+    ),
+    Mutant(
+        "mirrored training matches one device",
+        "src/trainstyles/styles/step.py",
+        "                metric.update_state(loss * replicas, sample_weight=tf.shape(x)[0])",
+        "                metric.update_state(loss, sample_weight=tf.shape(x)[0])",
+        ("tests/test_distribute.py", "-k", "mirrored"),
+    ),
+    Mutant(
+        "each fit-based style refuses multi_worker",
+        "src/trainstyles/styles/fit.py",
+        "    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):",
+        "    if False:",
+        ("tests/test_distribute.py", "-k", "refuse"),
+    ),
+    Mutant(
+        "the data set is verified by content SHA-256",
+        "src/trainstyles/data.py",
+        "    if actual != expected:",
+        "    if False:",
+        ("tests/test_data.py", "tests/test_faults.py"),
+    ),
+    Mutant(
+        "the bits do not depend on the number of cores",
+        "src/trainstyles/determinism.py",
+        "    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)\n",
+        "",
+        ("tests/test_determinism.py",),
+    ),
+    Mutant(
+        "a file output appears whole or not at all",
+        "src/trainstyles/outputs.py",
+        '    temp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")',
+        "    temp = final",
+        ("tests/test_outputs.py", "tests/test_faults.py"),
+    ),
+    Mutant(
+        "a directory output appears whole or not at all",
+        "src/trainstyles/outputs.py",
+        '    temp, old = final.with_name(f".{final.name}.tmp"), ',
+        "    temp, old = final, ",
+        ("tests/test_outputs.py", "tests/test_pipeline.py"),
+    ),
+    Mutant(
+        "equal models give equal .keras bytes",
+        "src/trainstyles/outputs.py",
+        '                del metadata["date_saved"]',
+        "                pass",
+        ("tests/test_outputs.py",),
+    ),
+    Mutant(
+        "a fault is one line of the stage's own and exit status 1",
+        "src/trainstyles/stage.py",
+        "    except StageError as error:\n        sys.exit",
+        "    except ZeroDivisionError as error:\n        sys.exit",
+        ("tests/test_faults.py",),
+    ),
+    Mutant(
+        "a run that did not learn is flagged",
+        "src/trainstyles/outputs.py",
+        "CHANCE_MARGIN = 0.05",
+        "CHANCE_MARGIN = -1.0",
+        ("tests/test_faults.py", "-k", "learn"),
+    ),
+    Mutant(
+        "python -m trainstyles.equivalence exits 1 when a claim fails",
+        "src/trainstyles/equivalence.py",
+        "    return 0 if proven else 1",
+        "    return 0",
+        ("tests/test_equivalence.py", "-k", "command"),
+    ),
+    Mutant(
+        "evaluate's logits are those of Keras' predict()",
+        "src/trainstyles/evaluation.py",
+        "            for start in range(0, len(pixels), PREDICT_BATCH_SIZE)",
+        "            for start in range(0, len(pixels), len(pixels))",
+        ("tests/test_evaluation.py",),
+    ),
+    Mutant(
+        "the machine fingerprint changes with the thread count",
+        "src/trainstyles/machine.py",
+        '            "intra_op": intra_op_threads,',
+        '            "intra_op": 2,',
+        ("tests/test_machine.py",),
+    ),
+    Mutant(
+        "an edit re-runs exactly the stages it affects",
+        "dvc.yaml",
+        "      - src/trainstyles/callbacks.py\n    params:\n      - seed\n      - model\n"
+        "      - train\n      - distribute\n      - train_fit\n",
+        "    params:\n      - seed\n      - model\n      - train\n      - distribute\n"
+        "      - train_fit\n",
+        ("tests/test_dvc_yaml.py",),
+    ),
+    Mutant(
+        "a queued dvc exp run trains with its own copy's code",
+        "dvc.yaml",
+        "  train_clipped:\n    cmd: PYTHONPATH=src python",
+        "  train_clipped:\n    cmd: python",
+        ("tests/test_report.py", "-k", "experiments"),
+    ),
+]
+
+
+def survives(mutant: Mutant, repo: Path) -> bool:
+    """Whether every test named for `mutant` passes with its edit made in `repo`."""
+    target = repo / mutant.path
+    original = target.read_text()
+    if original.count(mutant.old) != 1:
+        sys.exit(f"mutants: error: {mutant.path} no longer holds the code of “{mutant.guarantee}”")
+    target.write_text(original.replace(mutant.old, mutant.new))
+    try:
+        env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+        result = subprocess.run(
+            [*command, *mutant.tests],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        target.write_text(original)
+    return result.returncode == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("words", nargs="*", help="run only the mutants whose guarantee has these")
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if all(word in m.guarantee for word in args.words)]
+    survivors = []
+    with tempfile.TemporaryDirectory(prefix="mutants-") as work:
+        repo = copy_repo(Path(work) / "repo")
+        for mutant in chosen:
+            start = time.monotonic()
+            survived = survives(mutant, repo)
+            verdict = "SURVIVED" if survived else "killed  "
+            print(f"{verdict} {mutant.guarantee} ({time.monotonic() - start:.0f} s)", flush=True)
+            survivors += [mutant] if survived else []
+    print(f"mutants: {len(chosen) - len(survivors)} of {len(chosen)} killed by the tests")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
