@@ -55,8 +55,8 @@ def test_one_core_trains_the_bits_that_two_train(kernels):
         pytest.skip("needs a machine with two cores or more")
     one, every, onednn = {min(cores)}, cores, KERNELS[kernels]
     # The control: without the fixed thread count, does the split change the bits here? Eigen's
-    # kernels round by split on every CPU kind seen; oneDNN's do on some, while its AVX-512
-    # kernels give the same weights at any thread count, and there the pin cannot matter.
+    # kernels round by split wherever this has been measured; oneDNN's AVX-512 kernels give the
+    # same weights at any thread count, and there the pin cannot matter.
     unpinned = {weights_hash_on(cores, pinned=False, onednn=onednn) for cores in (one, every)}
     if len(unpinned) == 1:
         pytest.skip(
