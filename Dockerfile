@@ -1,6 +1,6 @@
 # The pipeline in a CUDA TensorFlow container. `docker run --gpus all -v "$PWD":/workspace IMAGE`
 # runs `dvc repro` on the mounted checkout; `docker run IMAGE pytest` runs the tests of the copy
-# baked in. The last stage is the image users get; `--target smoke` adds the smoke run (README).
+# baked in. The last stage is the image users get; `--target smoke` adds the smoke run (docs/container.md).
 
 # The official image of the TensorFlow that requirements.txt pins (Ubuntu 22.04, Python 3.11).
 # `make image-test` passes a local Debian stand-in instead: everything below works on either.
@@ -56,11 +56,14 @@ RUN git init -q && git add -A
 CMD ["dvc", "repro"]
 
 
-# The smoke run, built only on request (`--target smoke`, `make image-test`): the pipeline on tiny
-# params as a uid with no account, then the fast tests.
+# The smoke run, built only on request (`--target smoke`, `make image-test`), as a uid with no
+# account: the pipeline as a user runs it, on small params in a fresh git repository (the
+# end-to-end test's own run and assertions), then the fast tests.
 FROM production AS smoke
 USER 4242:4242
-RUN python docker/smoke.py \
+RUN pytest -p no:cacheprovider \
+        tests/test_pipeline.py::test_every_declared_output_exists \
+        tests/test_pipeline.py::test_pipeline_is_up_to_date_after_repro \
     && pytest -p no:cacheprovider -m "not slow and not real"
 
 

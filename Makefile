@@ -50,8 +50,10 @@ sweep: setup
 
 # The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
 # FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary
-# copy, so this checkout's outputs are untouched), and a no-op `dvc repro`. Prints a table and
-# writes bench/results.json. Without the bench extra it runs all the same, minus the peer.
+# copy, so this checkout's outputs are untouched), and a no-op `dvc repro`. Prints the tables,
+# writes bench/results.json and rewrites docs/bench.md's tables from it (`python -m
+# trainstyles.bench --page` redoes only that). Without the bench extra it runs all the same,
+# minus the peer.
 bench: setup $(VENV)/.bench-installed
 	dvc repro split
 	python -m trainstyles.bench

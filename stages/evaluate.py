@@ -4,8 +4,6 @@ Each style's figures go to one file, `metrics/<style>.json`: its test score besi
 its curves, so that `dvc metrics show` has one row per style with the same columns.
 """
 
-import trainstyles.headless  # noqa: F401 - first, before Keras: see there
-from trainstyles import STYLES
 from trainstyles.data import load_split
 from trainstyles.determinism import deterministic_kernels
 from trainstyles.evaluation import (
@@ -17,7 +15,7 @@ from trainstyles.evaluation import (
     score_logits,
 )
 from trainstyles.outputs import atomic_dir, read_history, style_metrics, write_csv, write_json
-from trainstyles.params import load_params
+from trainstyles.params import STYLES, load_params
 from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
@@ -42,7 +40,7 @@ def main() -> str:
             write_csv(confusion_rows(test.labels, predicted), confusion / f"{style}.csv")
     accuracies = ", ".join(f"{style} {r['test_accuracy']:.4f}" for style, r in results.items())
     return (
-        f"tested 4 models on {len(test)} images: {accuracies}; wrote {METRICS_DIR}/"
+        f"tested {len(models)} models on {len(test)} images: {accuracies}; wrote {METRICS_DIR}/"
         "{<style>,comparison}.json"
     )
 

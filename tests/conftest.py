@@ -12,17 +12,31 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from trainstyles import STYLES, data
-from trainstyles.bench import copy_worktree
-from trainstyles.commands import stages_run  # noqa: F401 - the tests take it from here
+from trainstyles import data
+from trainstyles.commands import (
+    copy_worktree,
+    stages_run,  # noqa: F401 - the tests take it from here
+)
 from trainstyles.data import Split
 from trainstyles.determinism import deterministic_kernels
-from trainstyles.params import Params, load_params
+from trainstyles.params import STYLES, Params, load_params
+from trainstyles.styles import style_module
 
 REPO = Path(__file__).resolve().parents[1]
 # The tests train in this process, and TensorFlow fixes its thread pools when it first runs an
 # op, whichever test that is: set them as the stages do, before any.
 deterministic_kernels(load_params(REPO / "params.yaml").train.intra_op_threads)
+
+
+# The styles that train through fit() and its callback zoo (fit.fit_with_zoo).
+FIT_STYLES = [style for style in STYLES if hasattr(style_module(style), "fit_with_zoo")]
+
+
+def stage_argv(stage: str, repo: Path = REPO) -> list[str]:
+    """The script (its full path) and arguments that DVC runs for `stage`, from dvc.yaml."""
+    command = YAML(typ="safe").load(repo / "dvc.yaml")["stages"][stage]["cmd"]
+    script, *args = command.split(" python ", 1)[1].split()
+    return [str(repo / script), *args]
 
 
 def learnable_split(count: int, seed: int) -> Split:
@@ -62,7 +76,7 @@ def tiny_params(**sections) -> Params:
     """params.yaml with few epochs and small batches; `sections` replace keys section by section."""
     raw = YAML(typ="safe").load(REPO / "params.yaml")
     raw["train"]["batch_size"] = 32
-    for style in ("train_fit", "train_step", "train_raw", "train_clipped"):
+    for style in STYLES:
         raw[style]["epochs"] = 2
     for section, values in sections.items():
         raw[section] = {**raw[section], **values} if isinstance(values, dict) else values

@@ -80,9 +80,9 @@ MUTANTS = [
     ),
     Mutant(
         "mirrored training matches one device",
-        "src/trainstyles/styles/step.py",
-        "                metric.update_state(loss * replicas, sample_weight=tf.shape(x)[0])",
-        "                metric.update_state(loss, sample_weight=tf.shape(x)[0])",
+        "src/trainstyles/replicas.py",
+        "    metric.update_state(share * replicas, sample_weight=batch_size)",
+        "    metric.update_state(share, sample_weight=batch_size)",
         ("tests/test_distribute.py", "-k", "mirrored"),
     ),
     Mutant(
@@ -165,10 +165,8 @@ MUTANTS = [
     Mutant(
         "an edit re-runs exactly the stages it affects",
         "dvc.yaml",
-        "      - src/trainstyles/callbacks.py\n    params:\n      - seed\n      - model\n"
-        "      - train\n      - distribute\n      - train_fit\n",
-        "    params:\n      - seed\n      - model\n      - train\n      - distribute\n"
-        "      - train_fit\n",
+        "      - src/trainstyles/styles/fit.py\n      - src/trainstyles/training.py\n",
+        "      - src/trainstyles/training.py\n",
         ("tests/test_dvc_yaml.py",),
     ),
     Mutant(

@@ -1,5 +1,6 @@
 """The bench's arithmetic, tables and skips. Speed is the bench's to report, never a test's."""
 
+import json
 import math
 import os
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 
 from conftest import REPO, learnable_split, tiny_params
 from trainstyles import bench
+from trainstyles.commands import copy_worktree
 from trainstyles.params import ModelParams
 
 TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0)
@@ -90,8 +92,65 @@ def test_the_peer_trains_the_same_epochs():
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
 
 
+def test_each_stage_process_is_named_by_its_style_or_its_script():
+    python = "/usr/bin/python3"
+    assert bench.stage_of([python, "stages/train.py", "train_raw"]) == "train_raw"
+    assert bench.stage_of([python, "stages/evaluate.py"]) == "evaluate"
+    assert bench.stage_of([python, "-m", "dvc", "repro", "-f"]) is None
+
+
 def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp_path):
-    bench.copy_worktree(REPO, tmp_path)
+    copy_worktree(REPO, tmp_path)
     assert (tmp_path / "dvc.yaml").is_file() and (tmp_path / "src/trainstyles/bench.py").is_file()
     assert not (tmp_path / ".venv").exists()
     assert (tmp_path / ".git").is_dir()
+
+
+def results_file(path):
+    """A results.json as `make bench` writes it, with made-up figures."""
+    summary = results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]})
+    summary["limit"] |= {"model_shape_gflops": [2.0, 1.5, 0.5]}
+    summary["machine"] = {
+        "cpu": "Test CPU", "cores": 2, "load_average_at_start": 0.5, "python": "3.11.7",
+        "gpu": "none", "tensorflow": "2.21.0", "keras": "3.15.1", "gemm_gflops_seen": [1.0],
+    }  # fmt: skip
+    summary["pipeline"] = {
+        "stages": {"prepare": {"seconds": 0.7, "peak_rss_mb": 124.2}},
+        "full_repro_seconds": 12.3,
+        "noop_repro_seconds": {"median": 1.5, "min": 1.2, "max": 1.7},
+    }
+    path.write_text(json.dumps(summary))
+    return path
+
+
+def test_the_page_is_rendered_from_a_results_file_without_measuring(tmp_path):
+    source = results_file(tmp_path / "results.json")
+    page = tmp_path / "bench.md"
+    page.write_text("# Bench\n\n<!-- bench -->\nold figures\n<!-- /bench -->\n\nafter\n")
+
+    assert bench.main(["--page", "--out", str(source), "--doc", str(page)]) == 0
+    text = page.read_text()
+    block = text.split("<!-- bench -->\n")[1].split("<!-- /bench -->")[0]
+    assert "old figures" not in text and text.startswith("# Bench\n") and text.endswith("after\n")
+    assert "| train_raw | 2.00 (1.00-3.00) | 500 | 2.00 (2.00-2.00) | 4.00 |" in block
+    assert "| limit | 0.50 |  |  | 1.00 |" in block
+    assert "| prepare | 0.7 | 124 |" in block and "| dvc repro -f (all 1) | 12.3 |  |" in block
+    assert "on Test CPU, 2 cores" in block
+
+
+def test_a_page_without_the_block_is_an_error_not_a_silent_pass(tmp_path):
+    source = results_file(tmp_path / "results.json")
+    page = tmp_path / "bench.md"
+    page.write_text("# Bench\n")
+    assert bench.main(["--page", "--out", str(source), "--doc", str(page)]) == 1
+    assert page.read_text() == "# Bench\n"
+
+
+def test_results_written_elsewhere_leave_the_page_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    page = tmp_path / bench.BENCH_PAGE
+    page.parent.mkdir()
+    page.write_text("<!-- bench -->\nthe committed figures\n<!-- /bench -->\n")
+    source = results_file(tmp_path / "lever.json")
+    assert bench.main(["--page", "--out", str(source)]) == 0
+    assert page.read_text() == "<!-- bench -->\nthe committed figures\n<!-- /bench -->\n"

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, learnable_split
-from trainstyles import STYLES
+from conftest import FIT_STYLES, REPO, learnable_split, stage_argv
 from trainstyles.data import save_split
+from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,9 @@ import json, sys, tempfile
 from pathlib import Path
 import numpy as np
 from conftest import learnable_split, tiny_params
-from trainstyles.equivalence import TRAINERS
+from trainstyles.params import STYLES
 from trainstyles.resume import Backup
+from trainstyles.styles import style_module
 from trainstyles.training import train_on
 
 strategy, logical_cpus, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
@@ -41,8 +42,9 @@ params = tiny_params(
 train, val = learnable_split(600, seed=40), learnable_split(100, seed=41)
 histories = {}
 with tempfile.TemporaryDirectory() as work:
-    for style, trainer in TRAINERS.items():
+    for style in STYLES:
         backup = Backup(Path(work) / style, fingerprint=style)
+        trainer = style_module(style).train
         model, histories[style] = train_on(trainer, params, train, val, backup, Path(work) / "logs")
         np.savez(out / f"{style}.npz", *model.get_weights())
 (out / "histories.json").write_text(json.dumps(histories))
@@ -132,18 +134,18 @@ def test_clipped_grad_norm_is_the_norm_of_the_all_reduced_gradient(single_and_mi
 WORKER = """
 import sys
 import numpy as np
-from trainstyles.equivalence import TRAINERS
 from trainstyles.stage import run_stage
+from trainstyles.styles import style_module
 from trainstyles.training import train_style
 
 style, weights_path = sys.argv[1], sys.argv[2]
 
 def train_and_keep_weights(*args):
-    model, history = TRAINERS[style](*args)
+    model, history = style_module(style).train(*args)
     np.savez(weights_path, *model.get_weights())
     return model, history
 
-run_stage(lambda: train_style(style, train_and_keep_weights))
+run_stage(lambda: train_style(style, train_and_keep_weights), name=style)
 """
 
 
@@ -217,13 +219,14 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
         assert [(directory / path).is_file() for path in stage_outputs] == [index == 0] * 3
 
 
-@pytest.mark.parametrize("style", ["train_fit", "train_step", "train_clipped"])
+@pytest.mark.parametrize("style", FIT_STYLES)
 def test_the_fit_based_styles_refuse_multi_worker_in_one_line(tmp_path, style):
     """Keras 3's fit() breaks under MultiWorkerMirroredStrategy: say so instead of a traceback."""
-    process = worker(host(tmp_path / "host"), None, str(REPO / "stages" / f"{style}.py"))
+    process = worker(host(tmp_path / "host"), None, *stage_argv(style))
     output = process.communicate(timeout=240)[0].decode()
     assert process.returncode == 1
     assert output.splitlines()[-1] == (
         f"{style}: error: distribute.strategy = 'multi_worker': Keras 3's fit() fails across "
-        "workers (keras-team/keras#20585); of the four styles, train_raw trains on several hosts"
+        "workers (keras-team/keras#20585); of the styles, those that do not train through fit() "
+        "train on several hosts"
     )

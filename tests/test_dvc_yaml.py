@@ -1,4 +1,5 @@
-"""dvc.yaml must say what each stage really reads, or DVC re-runs too little (or too much)."""
+"""dvc.yaml must say what each stage really reads, or DVC re-runs too little (or too much); and
+every style of params.STYLES must have its stage, its place in evaluate and its curves."""
 
 import subprocess
 import sys
@@ -7,12 +8,19 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO
+from trainstyles.params import STYLES
 
-STAGES = YAML(typ="safe").load(REPO / "dvc.yaml")["stages"]
+PIPELINE = YAML(typ="safe").load(REPO / "dvc.yaml")
+STAGES = PIPELINE["stages"]
+# The modules a stage's script imports, and for a training stage (`train.py <style>`) the
+# modules of its style, which the script imports by name when it runs.
 LIST_IMPORTED_CODE = """
 import importlib.util, pathlib, sys
 spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
+if sys.argv[2:]:
+    from trainstyles.styles import style_module
+    style_module(sys.argv[2])
 for module in list(sys.modules.values()):
     path = pathlib.Path(getattr(module, "__file__", None) or "/").resolve()
     if path.is_relative_to(pathlib.Path("src").resolve()):
@@ -20,11 +28,15 @@ for module in list(sys.modules.values()):
 """
 
 
+def script_and_args(stage: str) -> list[str]:
+    return STAGES[stage]["cmd"].split(" python ", 1)[1].split()
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_code_deps_are_exactly_the_modules_the_stage_imports(stage):
-    script = STAGES[stage]["cmd"].split()[-1]
+    script, *args = script_and_args(stage)
     imported = subprocess.run(
-        [sys.executable, "-c", LIST_IMPORTED_CODE, script],
+        [sys.executable, "-c", LIST_IMPORTED_CODE, script, *args],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     code_deps = [dep for dep in STAGES[stage]["deps"] if dep.startswith("src/")]
@@ -32,7 +44,31 @@ def test_code_deps_are_exactly_the_modules_the_stage_imports(stage):
     assert script in STAGES[stage]["deps"]
 
 
-def test_trainers_read_exactly_their_own_params_and_not_the_test_set():
-    for stage in ("train_fit", "train_step", "train_raw", "train_clipped"):
-        assert STAGES[stage]["params"] == ["seed", "model", "train", "distribute", stage]
-        assert "data/split/test" not in STAGES[stage]["deps"]
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_has_its_stage_reading_exactly_its_own_params_and_not_the_test_set(style):
+    assert script_and_args(style) == ["stages/train.py", style]
+    assert STAGES[style]["params"] == ["seed", "model", "train", "distribute", style]
+    assert "data/split/test" not in STAGES[style]["deps"]
+    assert [next(iter(out)) if isinstance(out, dict) else out for out in STAGES[style]["outs"]] == [
+        f"models/{style}.keras",
+        f"plots/{style}.csv",
+        f"metrics/machine/{style}.json",
+    ]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_evaluate_reads_each_styles_model_and_curves_and_writes_its_metrics(style):
+    evaluate = STAGES["evaluate"]
+    assert {f"models/{style}.keras", f"plots/{style}.csv"} <= set(evaluate["deps"])
+    assert style in evaluate["params"]
+    assert f"metrics/{style}.json" in [next(iter(metric)) for metric in evaluate["metrics"]]
+    assert f"metrics/timing/{style}.json" in PIPELINE["metrics"]
+
+
+def test_the_curves_overlay_every_style_and_only_the_styles():
+    stages = {*STYLES, "prepare", "split", "evaluate"}
+    assert set(STAGES) == stages
+    for plot in PIPELINE["plots"]:
+        [(name, spec)] = plot.items()
+        if name in ("val_accuracy", "val_loss", "learning_rate"):
+            assert list(spec["y"]) == [f"plots/{style}.csv" for style in STYLES], name

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, idx_bytes, learnable_split
-from trainstyles import STYLES, data
+from conftest import REPO, idx_bytes, learnable_split, stage_argv
+from trainstyles import data
 from trainstyles.data import find_source, load_raw, save_split, split_train
+from trainstyles.params import STYLES
 
 OUTPUT_DIRS = ("data/prepared", "data/split", "models", "metrics", "plots", ".backup")
 
@@ -29,7 +30,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     raw = YAML(typ="safe").load(REPO / "params.yaml")
     raw["split"] |= {"val_size": 100}
     raw["train"] |= {"batch_size": 32}
-    for style in ("train_fit", "train_step", "train_raw", "train_clipped"):
+    for style in STYLES:
         raw[style]["epochs"] = 1
     YAML(typ="safe").dump(raw, tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
@@ -65,11 +66,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def refused(stage: str) -> str:
-    """Run stages/<stage>.py here as DVC would; it must exit with status 1 and say what is wrong
+    """Run the stage's script here as DVC would; it must exit with status 1 and say what is wrong
     in one line of its own, the last, with no traceback. Returns that line's message."""
     result = subprocess.run(
         [sys.executable, "-c", STAGE_WITH_PINS, json.dumps(data.IDX_SHA256),
-         str(REPO / "stages" / f"{stage}.py")],
+         *stage_argv(stage)],
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
         capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -209,11 +210,14 @@ def fashion_subset(workdir) -> Path:
 
 
 @pytest.mark.parametrize("stage", STYLES)
-def test_a_run_that_did_not_learn_ends_with_one_warning_line(fashion_subset, stage, capsys):
+def test_a_run_that_did_not_learn_ends_with_one_warning_line(
+    fashion_subset, stage, capsys, monkeypatch
+):
     """A learning rate a billion times too high trains to finite figures at chance level: the
     stage writes them, as asked, and its last line says that the model did not learn."""
     set_param(fashion_subset, "train.learning_rate", 1.0e6)
-    runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    monkeypatch.setattr(sys, "argv", stage_argv(stage))
+    runpy.run_path(sys.argv[0], run_name="__main__")
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith(f"{stage}: warning: the model did not learn: its best val_accuracy 0.")
     assert last.endswith(
@@ -222,8 +226,11 @@ def test_a_run_that_did_not_learn_ends_with_one_warning_line(fashion_subset, sta
     assert (fashion_subset / "models" / f"{stage}.keras").is_file()
 
 
-def test_the_same_run_at_the_tutorials_learning_rate_gives_no_warning(fashion_subset, capsys):
-    runpy.run_path(str(REPO / "stages" / "train_raw.py"), run_name="__main__")
+def test_the_same_run_at_the_tutorials_learning_rate_gives_no_warning(
+    fashion_subset, capsys, monkeypatch
+):
+    monkeypatch.setattr(sys, "argv", stage_argv("train_raw"))
+    runpy.run_path(sys.argv[0], run_name="__main__")
     said = capsys.readouterr()
     assert "warning" not in said.err
     assert float(re.search(r"val_accuracy (\d\.\d+)", said.out)[1]) > 0.5  # it learned
@@ -247,13 +254,27 @@ def test_a_trainer_without_split_data_names_the_missing_file(workdir):
     assert_nothing_written(workdir)
 
 
+def test_the_training_stage_refuses_a_style_it_does_not_know_naming_those_it_does(split_data):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "train.py"), "train_fast"],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"train_fast: error: no style 'train_fast'; the styles are {', '.join(STYLES)}"
+    )
+    assert_nothing_written(split_data, "data/split")
+
+
 def test_a_model_that_does_not_load_names_the_style_and_the_file(split_data):
     models = split_data / "models"
     models.mkdir()
-    for style in ("train_fit", "train_step", "train_raw", "train_clipped"):
+    for style in STYLES:
         (models / f"{style}.keras").write_bytes(b"PK\x03\x04 cut short")
     message = refused("evaluate")
-    assert message.startswith("cannot load the train_fit model from models/train_fit.keras: ")
+    first = STYLES[0]
+    assert message.startswith(f"cannot load the {first} model from models/{first}.keras: ")
     assert_nothing_written(split_data, "data/split", "models")
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainstyles import STYLES, noise
+from trainstyles import noise
+from trainstyles.params import STYLES
 
 REPO = Path(__file__).resolve().parents[1]
 # Seed 42's test accuracy as two machine kinds trained it (an AMD EPYC, an Intel Xeon with

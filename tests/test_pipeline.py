@@ -6,13 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from itertools import combinations
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import SMALL, commit, copy_repo, dvc, edit_params, stages_run
-from trainstyles import STYLES
+from conftest import SMALL, commit, copy_repo, dvc, edit_params, stage_argv, stages_run
+from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,8 @@ def declared_outputs(repo: Path, stage: str | None = None) -> list[str]:
 
 def test_every_declared_output_exists(repo):
     declared = declared_outputs(repo)
-    assert len(declared) == 2 + 4 * 3 + 6  # prepare, split; 4 trainers; evaluate
+    # prepare, split; a model, curves and machine per style; evaluate's two and a metric per style
+    assert len(declared) == 2 + 3 * len(STYLES) + 2 + len(STYLES)
     for out in declared:
         path = repo / out
         assert path.is_file() or any(path.iterdir()), out
@@ -63,7 +65,7 @@ def test_metrics_show_has_one_row_per_style_with_shared_columns(repo):
     assert clipped["grad_norm_first"] > 0 and clipped["grad_norm_last"] > 0
     assert "metrics/comparison.json" not in files  # an out, read by people and the report
     comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
-    assert len(comparison["agreement"]) == 6
+    assert len(comparison["agreement"]) == len(list(combinations(STYLES, 2)))
     identical = comparison["identical_weights"]
     assert identical["train_fit_vs_train_step"] is True  # same math, same callbacks
     assert identical["train_fit_vs_train_clipped"] is False  # a clip of 1.0 bites
@@ -157,7 +159,7 @@ def kill_states(repo: Path, stage: str, log: Path, before: str = "") -> list[str
     command = [sys.executable, "-c", WATCHED_STAGE, json.dumps(outs), str(log), before]
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     run = subprocess.run(
-        [*command, f"stages/{stage}.py"],
+        [*command, *stage_argv(stage, repo)],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -233,12 +235,7 @@ SHARED = {
     "train": {"batch_size": 50},
     "distribute": {"strategy": "mirrored"},
 }
-STYLE_EDITS = {
-    "train_fit": {"epochs": 3},
-    "train_step": {"epochs": 3},
-    "train_raw": {"epochs": 3},
-    "train_clipped": {"clip_norm": 0.5},
-}
+STYLE_EDITS = {style: {"epochs": 3} for style in STYLES}
 
 
 @pytest.mark.parametrize("section", [*STYLE_EDITS, *SHARED])
@@ -255,6 +252,18 @@ def test_status_names_exactly_the_stages_a_params_edit_affects(repo, section):
         assert set(json.loads(dvc(repo, "status", "--json"))) == expected
     finally:
         params.write_text(original)
+
+
+def test_an_edit_to_how_training_resumes_leaves_evaluate_up_to_date(repo):
+    """evaluate imports the style modules (they register the model classes it loads), but not
+    the training frame: an edit to resume points makes only the trainers stale."""
+    resume = repo / "src" / "trainstyles" / "resume.py"
+    original = resume.read_text()
+    try:
+        resume.write_text(original + "\n# an edit\n")
+        assert set(json.loads(dvc(repo, "status", "--json"))) == set(STYLES)
+    finally:
+        resume.write_text(original)
 
 
 def test_a_styles_params_rerun_only_that_style_and_evaluate(repo):

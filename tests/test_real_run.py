@@ -9,7 +9,8 @@ import json
 import pytest
 
 from conftest import REPO, copy_repo, dvc
-from trainstyles import STYLES, noise
+from trainstyles import noise
+from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.real
 # Each style's floor is its mean − 4 sd over the committed seed sweep (noise.floor): a run on

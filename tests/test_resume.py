@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, copy_repo, dvc, edit_params, learnable_split, tiny_params
-from trainstyles import STYLES, resume, training
+from conftest import REPO, copy_repo, dvc, edit_params, learnable_split, stage_argv, tiny_params
+from trainstyles import resume, training
 from trainstyles.data import Split, save_split
-from trainstyles.params import DistributeParams
+from trainstyles.params import STYLES, DistributeParams
 from trainstyles.resume import Backup, run_fingerprint
 from trainstyles.styles import raw, step
 from trainstyles.training import train_on
@@ -126,7 +126,7 @@ def repo(tmp_path_factory) -> Path:
 
 def stage(repo: Path, style: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
-    command = [sys.executable, f"stages/{style}.py"]
+    command = [sys.executable, *stage_argv(style, repo)]
     return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -211,9 +211,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def run_trainer(directory: Path, *code: str) -> subprocess.CompletedProcess:
-    """stages/train_raw.py in its own process, as DVC runs it; `code` replaces the plain run."""
+    """The train_raw stage in its own process, as DVC runs it; `code` replaces the plain run."""
     command = [sys.executable, *code] if code else [sys.executable]
-    command += [str(REPO / "stages" / "train_raw.py")]
+    command += stage_argv("train_raw")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
         command, cwd=directory, env=env, capture_output=True, text=True, check=False

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import commit, copy_repo, dvc, edit_params, run_module, table_rows
-from trainstyles import STYLES
+from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
 PARAMS = {
@@ -43,6 +43,7 @@ def repo(tmp_path_factory):
     swept = run_module(copy, "trainstyles.sweep", "--seeds", str(SWEEP_SEEDS))
     assert swept.returncode == 0, swept.stderr[-2000:]
     assert swept.stdout.splitlines()[-1].startswith("sweep: trained 4 styles under seeds 43–47 in ")
+    assert swept.stdout.splitlines()[-1].endswith("and docs/noise.md's tables")
     changed = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"],
         cwd=copy,
@@ -50,8 +51,8 @@ def repo(tmp_path_factory):
         text=True,
         check=True,
     ).stdout.split("\n")
-    # The committed run is untouched: only the record, and the README's table of it, changed.
-    assert {line[3:] for line in changed if line} <= {"sweep/record.json", "README.md"}
+    # The committed run is untouched: only the record, and docs/noise.md's tables of it, changed.
+    assert {line[3:] for line in changed if line} <= {"sweep/record.json", "docs/noise.md"}
     commit(copy, "its sweep")
     return copy
 

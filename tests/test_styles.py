@@ -11,15 +11,15 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import learnable_split, tiny_params
+from conftest import FIT_STYLES, learnable_split, tiny_params
 from trainstyles import StageError
 from trainstyles.data import batches, features
 from trainstyles.model import build_model, compile_model
+from trainstyles.params import STYLES
 from trainstyles.resume import Backup
-from trainstyles.styles import clipped, fit, raw, step
+from trainstyles.styles import clipped, raw, style_module
 from trainstyles.training import train_on
 
-STYLES = {"train_fit": fit, "train_step": step, "train_raw": raw, "train_clipped": clipped}
 SHARED_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
 EXTRA_KEYS = {"train_clipped": {"grad_norm", "clip_norm"}}
 
@@ -30,10 +30,10 @@ def trained(tmp_path_factory):
     params = tiny_params()
     train, val = learnable_split(512, seed=10), learnable_split(128, seed=11)
     results = {}
-    for style, module in STYLES.items():
+    for style in STYLES:
         out = tmp_path_factory.mktemp(style)
         backup = Backup(out, fingerprint=style)
-        _, history = train_on(module.train, params, train, val, backup, out / "logs")
+        _, history = train_on(style_module(style).train, params, train, val, backup, out / "logs")
         results[style] = (history, out)
     return results
 
@@ -84,10 +84,10 @@ def test_tensorboard_has_the_epoch_scalars_and_the_fit_styles_weight_histograms(
         assert plugin == "scalars"
         assert values == pytest.approx(history[key], rel=1e-6), key
     histograms = [tag for tag, (plugin, _) in train.items() if plugin == "histograms"]
-    if style == "train_raw":
-        assert not histograms  # the tutorial's raw loop logs scalars only
-    else:
+    if style in FIT_STYLES:
         assert sum("kernel" in tag for tag in histograms) == 3  # one per Dense layer
+    else:
+        assert not histograms  # the tutorial's raw loop logs scalars only
 
 
 def test_custom_model_classes_load_in_a_fresh_process_after_importing_the_style(trained):

@@ -1,4 +1,4 @@
-"""trainstyles: one Keras model trained four ways, compared by a DVC pipeline."""
+"""trainstyles: one Keras model trained several ways, compared by a DVC pipeline."""
 
 import os
 
@@ -6,8 +6,6 @@ import os
 # the run. Its CUDA probe on a machine without a GPU ("could not find cuda drivers", "failed
 # call to cuInit") prints before its logging is set up and ignores this; that is expected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-
-STYLES = ("train_fit", "train_step", "train_raw", "train_clipped")
 
 
 class StageError(Exception):

@@ -1,6 +1,6 @@
 """`make bench`: how fast each style trains and the pipeline runs, against a peer and the limit.
 
-Three yardsticks, measured in the same run on the same (shared, noisy) machine:
+Three yardsticks, measured in the same run on the same machine (docs/bench.md: how to read them):
 - the peer: the same MLP, data, batch size and optimizer in a plain PyTorch eager loop, run
   interleaved with the styles so that each style's ratio compares runs minutes apart at most;
 - the limit: the FLOPs of an epoch divided by the machine's measured matrix-multiply throughput;
@@ -8,6 +8,10 @@ Three yardsticks, measured in the same run on the same (shared, noisy) machine:
   the time of a `dvc repro` with nothing to do.
 
     python -m trainstyles.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--out FILE.json]
+    python -m trainstyles.bench --page      (docs/bench.md's tables from bench/results.json)
+
+Either way docs/bench.md's tables are rewritten from bench/results.json, so nobody types a
+figure; results written elsewhere (--out) leave the page alone unless --doc names one.
 """
 
 import argparse
@@ -16,7 +20,6 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainstyles import STYLES
+from trainstyles.commands import copy_worktree
 from trainstyles.data import IMAGE_SIZE, Split, features, load_split
-from trainstyles.params import ModelParams, Params, load_params
+from trainstyles.pages import BENCH_PAGE, replace_block
+from trainstyles.params import STYLES, ModelParams, Params, load_params
 from trainstyles.stage import SPLIT_DIR
 
 PEER = "pytorch"
@@ -89,7 +93,11 @@ def paired_ratios(times: dict[str, list[list[float]]], reference: str) -> dict[s
 
 def epoch_table(results: dict) -> str:
     """The printed table: one row per contender, then the limit."""
-    rows = [("", "s/epoch median (min-max)", "samples/s", "x pytorch (min-max)", "x limit")]
+    return format_rows(epoch_rows(results))
+
+
+def epoch_rows(results: dict) -> list[tuple[str, ...]]:
+    rows = [("", "s/epoch median (min-max)", "samples/s", f"x {PEER} (min-max)", "x limit")]
     limit = results["limit"]["epoch_seconds"]
     for name, figures in results["epochs"].items():
         seconds = figures["seconds_per_epoch"]
@@ -104,19 +112,24 @@ def epoch_table(results: dict) -> str:
             )
         )
     rows.append(("limit", f"{limit:.2f}", "", "", "1.00"))
-    return format_rows(rows)
+    return rows
 
 
 def pipeline_table(pipeline: dict) -> str:
+    return format_rows(pipeline_rows(pipeline))
+
+
+def pipeline_rows(pipeline: dict) -> list[tuple[str, ...]]:
     rows = [("stage", "wall s", "peak RSS MB")]
     for stage, figures in pipeline["stages"].items():
         rows.append((stage, f"{figures['seconds']:.1f}", f"{figures['peak_rss_mb']:.0f}"))
-    rows.append(("dvc repro -f (all 7)", f"{pipeline['full_repro_seconds']:.1f}", ""))
+    full = f"dvc repro -f (all {len(pipeline['stages'])})"
+    rows.append((full, f"{pipeline['full_repro_seconds']:.1f}", ""))
     noop = pipeline["noop_repro_seconds"]
     rows.append(
         ("dvc repro (no-op)", f"{noop['median']:.2f} ({noop['min']:.2f}-{noop['max']:.2f})", "")
     )
-    return format_rows(rows)
+    return rows
 
 
 def format_rows(rows: list[tuple[str, ...]]) -> str:
@@ -126,6 +139,50 @@ def format_rows(rows: list[tuple[str, ...]]) -> str:
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def markdown_rows(rows: list[tuple[str, ...]]) -> str:
+    header, *body = rows
+    lines = [header, tuple("---" for _ in header), *body]
+    return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+
+
+def page_text(results: dict, source: Path = RESULTS) -> str:
+    """docs/bench.md's generated block: what was measured on what, then the tables."""
+    where, setup = results["machine"], results["setup"]
+    runs = next(iter(results["times"].values()))
+    tools = ", ".join(
+        f"{label} {where[key]}"
+        for key, label in [("tensorflow", "TensorFlow"), ("keras", "Keras"), ("torch", "PyTorch")]
+        if key in where
+    )
+    seen = ", ".join(f"{rate:.0f}" for rate in where["gemm_gflops_seen"])
+    limit = results["limit"]
+    shapes = ", ".join(f"{rate:.0f}" for rate in limit["model_shape_gflops"])
+    parts = [
+        f"Measured by `make bench` on {where['cpu']}, {where['cores']} cores (load average "
+        f"{where['load_average_at_start']:.1f} at the start), GPU: {where['gpu']}; {tools}, "
+        f"Python {where['python']}. {setup['train_size']:,} training images, batch "
+        f"{setup['batch_size']}; {len(runs)} repeats of {len(runs[0])} timed epochs per "
+        "contender. Square GEMM rates during the run, in order: "
+        f"{seen} GFLOP/s. Every epoch's seconds: `{source}`.",
+        markdown_rows(epoch_rows(results)),
+        f"The limit: {limit['epoch_flops'] / 1e9:.1f} GFLOP per epoch at "
+        f"{limit['gemm_gflops']:.0f} GFLOP/s, the best rate of the run (the model's own "
+        f"shapes, batch by each layer, reached {shapes} GFLOP/s).",
+    ]
+    if results.get("peer_skipped"):
+        parts.insert(1, results["peer_skipped"] + ".")
+    if results.get("pipeline"):
+        parts.append(markdown_rows(pipeline_rows(results["pipeline"])))
+    else:
+        parts.append("The pipeline was not timed (`--no-pipeline`).")
+    return "\n\n".join(parts)
+
+
+def write_page(results: dict, page: Path = BENCH_PAGE, source: Path = RESULTS) -> bool:
+    """Rewrite the page's `<!-- bench -->` block from the results; False if it has none."""
+    return replace_block(page, "bench", page_text(results, source))
 
 
 # --- The limit: the machine's matrix-multiply throughput ------------------------------------------
@@ -189,8 +246,8 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
     """
     from trainstyles import training  # noqa: PLC0415 - the pipeline part needs no TensorFlow
     from trainstyles.data import EpochBatches  # noqa: PLC0415
-    from trainstyles.equivalence import TRAINERS  # noqa: PLC0415
     from trainstyles.resume import Backup  # noqa: PLC0415
+    from trainstyles.styles import style_module  # noqa: PLC0415
 
     starts: list[float] = []
 
@@ -205,7 +262,8 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
     with tempfile.TemporaryDirectory(prefix=f"bench-{style}-") as work:
         backup = Backup(Path(work) / "backup", fingerprint="bench")
         logs = Path(work) / "logs"
-        training.train_on(TRAINERS[style], params, train, val, backup, logs, TimedEpochs)
+        train_style = style_module(style).train
+        training.train_on(train_style, params, train, val, backup, logs, TimedEpochs)
     return list(np.diff(starts[1:]))
 
 
@@ -267,9 +325,9 @@ def timed_in_child(name: str, epochs: int) -> list[float]:
     """`timed_run` in a fresh process, as DVC runs a stage: no contender inherits another's
     thread pools or memory.
 
-    PyTorch's OpenMP threads spin while they wait for each other: with another process on one
-    of the two cores, a step took 20-90 ms instead of 4. OMP_WAIT_POLICY=PASSIVE (sleep, don't
-    spin) keeps it at 4-5 ms: the peer is measured at its best, not at its collapse.
+    PyTorch's OpenMP threads spin while they wait for each other, so any other process on a
+    core stalls every step; OMP_WAIT_POLICY=PASSIVE (sleep, don't spin) keeps the peer at its
+    best, not at its collapse (docs/bench.md).
     """
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"} if name == PEER else None
     child = subprocess.run(
@@ -310,22 +368,6 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None]) -> dict
 # --- The pipeline: stages' wall time and peak memory, full and no-op repro ------------------------
 
 
-def copy_worktree(source: Path, destination: Path, leave_out: tuple[str, ...] = ()) -> None:
-    """The files git sees in `source` (committed or not, ignored ones left out), but none whose
-    path starts with one of `leave_out`, as a new git repository: a clean place to run the whole
-    pipeline without touching `source`'s outputs (the bench here, the end-to-end tests too)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=source, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
-    for name in listed:
-        if (source / name).is_file() and not name.startswith(leave_out):
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, destination / name)
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
-
-
 def peak_rss_kb(pid: int) -> int:
     """The process's high-water mark of resident memory (Linux's VmHWM), 0 once it is gone."""
     try:
@@ -338,10 +380,19 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def stage_of(command_line: list[str]) -> str | None:
+    """The stage a process runs, from its command line: the style that `stages/train.py` is
+    given, or the script's name (`stages/evaluate.py`: evaluate); None for other processes."""
+    for index, arg in enumerate(command_line):
+        if arg.startswith("stages/"):
+            return next(iter(command_line[index + 1 :]), None) or Path(arg).stem
+    return None
+
+
 def watched_repro(repo: Path, env: dict) -> tuple[float, dict]:
     """`dvc repro -f` in `repo`: its wall time, and each stage's wall time and peak RSS.
 
-    DVC runs each stage as `python stages/<stage>.py`; polling the process tree every 50 ms
+    DVC runs each stage as `python stages/<script>.py [style]`; polling the process tree every 50 ms
     finds it, times it from first to last sight and keeps the highest VmHWM it showed. The
     high-water mark only grows, so a sample in the stage's last 50 ms is all it can miss.
     """
@@ -362,10 +413,11 @@ def watched_repro(repo: Path, env: dict) -> tuple[float, dict]:
             break
         for child in children:
             try:
-                script = next(arg for arg in child.cmdline() if arg.startswith("stages/"))
-            except (psutil.Error, StopIteration):
+                stage = stage_of(child.cmdline())
+            except psutil.Error:
                 continue
-            stage = Path(script).stem
+            if not stage:
+                continue
             seen = stages.setdefault(stage, {"first": now, "last": now, "rss_kb": 0})
             seen["last"] = now
             seen["rss_kb"] = max(seen["rss_kb"], peak_rss_kb(child.pid))
@@ -463,11 +515,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs (default 3)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the dvc repro timings")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
+    parser.add_argument(
+        "--page", action="store_true", help="measure nothing: rewrite the page from --out"
+    )
+    parser.add_argument(
+        "--doc", type=Path, help=f"the page to rewrite ({BENCH_PAGE} when --out is {RESULTS})"
+    )
     parser.add_argument("--run", choices=[*STYLES, PEER], help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
+    # Results written elsewhere (a trial of a lever) leave the page, which shows RESULTS, alone.
+    page = args.doc or (BENCH_PAGE if args.out == RESULTS else None)
     if args.run:
         print(json.dumps(timed_run(args.run, args.epochs)))
         return 0
+    if args.page:
+        if not args.out.is_file():
+            print(f"bench: error: no {args.out}: run `make bench` first", file=sys.stderr)
+            return 1
+        return report_page(json.loads(args.out.read_text()), args.out, page)
 
     def say(line: str) -> None:
         print(f"bench: {line}", flush=True)
@@ -498,6 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline:
         print(f"\n{pipeline_table(pipeline)}")
     print(f"\nwrote {args.out}")
+    return report_page(results, args.out, page)
+
+
+def report_page(results: dict, source: Path, page: Path | None) -> int:
+    if page is None:
+        return 0
+    if not write_page(results, page, source):
+        print(f"bench: error: {page} has no <!-- bench --> block to write", file=sys.stderr)
+        return 1
+    print(f"bench: wrote {page}'s tables from {source}")
     return 0
 
 

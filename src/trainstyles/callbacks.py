@@ -1,13 +1,13 @@
-"""The tutorial's callback zoo, built from params for the styles that train through fit()."""
+"""The tutorial's callback zoo, built from params for the styles that train through fit(), and
+the callbacks the frame adds around it."""
 
-import sys
 import warnings
 from pathlib import Path
 
 import keras
 
-from trainstyles import StageError
 from trainstyles.data import EpochBatches
+from trainstyles.loop import divergence
 from trainstyles.params import CallbackParams
 
 # Keras 3 warns on every tf.data input that fit()'s default shuffle=True is ignored. Harmless:
@@ -83,16 +83,3 @@ class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
             super().on_batch_end(batch, logs)
         except RuntimeError:
             raise divergence(logs["loss"], self.epoch, batch + 1) from None
-
-
-def divergence(loss: float, epoch: int, step: int) -> StageError:
-    return StageError(
-        f"training diverged: loss is {float(loss)} at epoch {epoch + 1}, step {step}; "
-        "no model or metrics written"
-    )
-
-
-def progress_verbosity() -> int:
-    """Keras' live progress bar on a terminal; one line per epoch in logs (DVC, CI) instead
-    of thousands of carriage-return updates."""
-    return 1 if sys.stdout.isatty() else 2

@@ -1,5 +1,7 @@
-"""dvc and git as the report, the sweep and the same-machine A/B call them: one line on failure."""
+"""dvc and git as the report, the sweep, the bench and the same-machine A/B call them: one line on
+failure; and a copy of a worktree to run the pipeline in without touching its outputs."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +34,19 @@ def stages_run(repro_output: str) -> set[str]:
     return {
         line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")
     }
+
+
+def copy_worktree(source: Path, destination: Path, leave_out: tuple[str, ...] = ()) -> None:
+    """The files git sees in `source` (committed or not, ignored ones left out), but none whose
+    path starts with one of `leave_out`, as a new git repository: a clean place to run the whole
+    pipeline without touching `source`'s outputs (the bench, the end-to-end tests)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=source, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in listed:
+        if (source / name).is_file() and not name.startswith(leave_out):
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, destination / name)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)

@@ -2,67 +2,66 @@
 
 The tutorial says its ways of training give "the same numbers as fit(), within noise". With
 the same seed, the same batches in the same order (data.EpochBatches) and the training-changing
-callbacks off (EarlyStopping, ReduceLROnPlateau), they give exactly the same numbers: fit(), the
-train_step override and the raw loop end with equal weights and equal per-epoch losses, and
-train_clipped with an infinite clip norm equals train_step.
+callbacks off (EarlyStopping, ReduceLROnPlateau), they give exactly the same numbers. Each style
+module that names a style it must equal (`SAME_MATH_AS`) is a claim: trained with its own
+settings at their neutral values (`NEUTRAL_SETTINGS`, such as an infinite clip norm), it must
+end with the same weights, to the bit, and the same per-epoch losses.
 
     python -m trainstyles.equivalence [--epochs 2] [--train-limit N]
 """
 
 import argparse
-import math
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from trainstyles import STYLES, StageError
+from trainstyles import StageError
 from trainstyles.data import Split, load_split
-from trainstyles.params import CallbackParams, Params, load_params
+from trainstyles.params import STYLES, Params, load_params
 from trainstyles.resume import Backup
 from trainstyles.stage import SPLIT_DIR
-from trainstyles.styles import clipped, fit, raw, step
+from trainstyles.styles import style_module
 from trainstyles.training import train_on
 
-TRAINERS = dict(zip(STYLES, (fit.train, step.train, raw.train, clipped.train), strict=True))
-# (style, the style it must equal): the fit-based styles against fit(), the clip against none.
-CLAIMS = (("train_step", "train_fit"), ("train_raw", "train_fit"), ("train_clipped", "train_step"))
+MODULES = {style: style_module(style) for style in STYLES}
+# (style, the style it must equal), in the order of the styles.
+CLAIMS = tuple(
+    (style, module.SAME_MATH_AS)
+    for style, module in MODULES.items()
+    if getattr(module, "SAME_MATH_AS", None)
+)
+
+
+def neutral_settings(style: str) -> dict:
+    return getattr(MODULES[style], "NEUTRAL_SETTINGS", {})
 
 
 def comparable(params: Params, epochs: int) -> Params:
     """The pipeline's params with every style on `epochs` epochs, nothing that changes training
-    mid-run, and no clip: what is left to differ is only how each style writes the loop."""
+    mid-run, and each style's own settings neutral: what is left to differ is only how each
+    style writes the loop."""
 
-    def callbacks_off(callbacks: CallbackParams) -> CallbackParams:
-        return callbacks.model_copy(update={"early_stopping": None, "reduce_lr_on_plateau": None})
+    def comparable_section(style: str):
+        section = getattr(params, style)
+        update = {"epochs": epochs, **neutral_settings(style)}
+        if callbacks := getattr(section, "callbacks", None):
+            off = {"early_stopping": None, "reduce_lr_on_plateau": None}
+            update["callbacks"] = callbacks.model_copy(update=off)
+        return section.model_copy(update=update)
 
-    return params.model_copy(
-        update={
-            "train_fit": params.train_fit.model_copy(
-                update={"epochs": epochs, "callbacks": callbacks_off(params.train_fit.callbacks)}
-            ),
-            "train_step": params.train_step.model_copy(
-                update={"epochs": epochs, "callbacks": callbacks_off(params.train_step.callbacks)}
-            ),
-            "train_raw": params.train_raw.model_copy(update={"epochs": epochs}),
-            "train_clipped": params.train_clipped.model_copy(
-                update={
-                    "epochs": epochs,
-                    "clip_norm": math.inf,
-                    "callbacks": callbacks_off(params.train_clipped.callbacks),
-                }
-            ),
-        }
-    )
+    return params.model_copy(update={style: comparable_section(style) for style in STYLES})
 
 
 def train_every_style(params: Params, train_split: Split, val_split: Split, workdir: Path) -> dict:
     """Each style's final weights and per-epoch training losses."""
     results = {}
-    for style, train in TRAINERS.items():
+    for style, module in MODULES.items():
         backup = Backup(workdir / style, fingerprint="equivalence")
-        model, history = train_on(train, params, train_split, val_split, backup, workdir / "logs")
+        model, history = train_on(
+            module.train, params, train_split, val_split, backup, workdir / "logs"
+        )
         results[style] = (model.get_weights(), history["loss"])
     return results
 
@@ -109,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {params.seed}, EarlyStopping and ReduceLROnPlateau off"
     )
     for style, reference, same_weights, same_losses in verdicts(results):
-        name = f"{style} (clip_norm=inf)" if style == "train_clipped" else style
+        name = style + "".join(
+            f" ({key}={value})" for key, value in neutral_settings(style).items()
+        )
         print(
             f"  {name:>29} {'≡' if same_weights and same_losses else '≠'} {reference:<10}  "
             f"weights {'bitwise equal' if same_weights else 'DIFFER'}; per-epoch loss "

@@ -9,9 +9,14 @@ import numpy as np
 from trainstyles import StageError
 from trainstyles.data import CLASS_NAMES, Split, features
 from trainstyles.model import loss_function
-from trainstyles.styles import clipped, step  # noqa: F401 - registers their model classes
+from trainstyles.params import STYLES
+from trainstyles.styles import style_module
 
 PREDICT_BATCH_SIZE = 256  # inference only; the logits are recorded as this size gives them
+# Importing a style's module registers its own model class, if it has one, with Keras, so that
+# its saved model loads. The style modules hold no training frame: evaluate does not depend on
+# how training resumes, logs or checkpoints.
+STYLE_MODULES = [style_module(style) for style in STYLES]
 
 
 def load_model(model_path: Path) -> keras.Model:
@@ -27,9 +32,8 @@ def load_model(model_path: Path) -> keras.Model:
 def predict(model: keras.Model, test: Split) -> np.ndarray:
     """The model's logits for every test image, a batch at a time.
 
-    The model is called directly: predict() would first trace a function for each model,
-    0.2-0.7 s apiece against 0.2 s for the inference itself, and its logits are the same to
-    the bit as these.
+    The model is called directly: predict() would first trace a function for each model, which
+    costs more than the inference itself, and its logits are the same to the bit as these.
     """
     pixels = features(test)
     return np.concatenate(

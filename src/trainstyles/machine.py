@@ -20,8 +20,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from trainstyles import STYLES, StageError
-from trainstyles.params import load_params
+from trainstyles import StageError
+from trainstyles.params import STYLES, load_params
 from trainstyles.stage import MACHINE_DIR, run_stage
 
 # Instruction sets that change which kernels oneDNN and Eigen run, as /proc/cpuinfo names them.

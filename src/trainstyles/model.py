@@ -40,10 +40,15 @@ def loss_function(reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
 
 
-def compile_model(model: keras.Model, params: TrainParams) -> keras.Model:
-    """compile() as in the tutorial, for the three styles that train through fit()."""
+def compile_model(
+    model: keras.Model,
+    params: TrainParams,
+    optimizer: keras.optimizers.Optimizer | None = None,
+) -> keras.Model:
+    """compile() as in the tutorial (Adam, unless a style brings its own optimizer), for the
+    styles that train through fit()."""
     model.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate),
+        optimizer=optimizer or keras.optimizers.Adam(params.learning_rate),
         loss=loss_function(),
         metrics=["accuracy"],
         jit_compile=params.jit_compile,

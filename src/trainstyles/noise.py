@@ -20,7 +20,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from trainstyles import STYLES
+from trainstyles.params import STYLES
 
 RECORD = Path("sweep/record.json")
 VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params

@@ -110,16 +110,14 @@ class ClippedStyleParams(FitStyleParams):
     clip_norm: PositiveFloat
 
 
-class Params(Section):
+class SharedParams(Section):
+    """The sections every style shares."""
+
     seed: int
     split: SplitParams
     model: ModelParams
     train: TrainParams
     distribute: DistributeParams
-    train_fit: FitStyleParams
-    train_step: FitStyleParams
-    train_raw: RawStyleParams
-    train_clipped: ClippedStyleParams
 
     @field_validator("distribute")
     @classmethod
@@ -135,6 +133,21 @@ class Params(Section):
                 "tf.distribute strategy (Keras 3.15's multi-step fit() fails there)"
             )
         return value
+
+
+class Params(SharedParams):
+    """All of params.yaml. Its sections after the shared ones are the styles, in the order they
+    are shown: this is the one list of styles (STYLES) that the stages, evaluate, the report,
+    the equivalence proof, the bench and the tests read. A style `train_<name>` is its params
+    section here, its module `trainstyles/styles/<name>.py` and its stage in dvc.yaml."""
+
+    train_fit: FitStyleParams
+    train_step: FitStyleParams
+    train_raw: RawStyleParams
+    train_clipped: ClippedStyleParams
+
+
+STYLES = tuple(name for name in Params.model_fields if name not in SharedParams.model_fields)
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

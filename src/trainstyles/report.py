@@ -1,4 +1,4 @@
-"""The comparison report: the four styles side by side, their curves as PNGs, how much each style
+"""The comparison report: the styles side by side, their curves as PNGs, how much each style
 hands to Keras, the seed sweep's noise and the styles compared within it, and what changed
 against a git revision, each change labelled beyond or within noise. The page is also the pull
 request's comment body (CML uploads the PNGs it links).
@@ -26,45 +26,38 @@ import numpy as np
 from matplotlib.figure import Figure  # not pyplot: files only, no display or GUI backend
 from matplotlib.ticker import MaxNLocator
 
-from trainstyles import STYLES, StageError, noise
+from trainstyles import StageError, noise
 from trainstyles.commands import dvc
 from trainstyles.data import CLASS_NAMES
 from trainstyles.machine import comparison, describe, differences, fingerprint, run_machines
 from trainstyles.noise import RECORD, shared_params
 from trainstyles.outputs import at_chance, read_history
-from trainstyles.params import load_params
+from trainstyles.pages import README, replace_block
+from trainstyles.params import STYLES, load_params
 from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
 
 STYLE_MODULES = Path(__file__).parent / "styles"
-README = Path("README.md")  # its tables of the committed run and of the sweep are generated
-# Equal styles draw equal curves (train_fit and train_step do): a thick line under a dashed one.
-LINES = {
-    "train_fit": {"linewidth": 4, "alpha": 0.5},
-    "train_step": {"linestyle": "--"},
-    "train_raw": {"linestyle": "-."},
-    "train_clipped": {"linestyle": ":"},
-}
-# The tutorial's "choosing your altitude": what each style leaves to Keras, and what it writes.
-ALTITUDE = {
-    "train_fit": (
-        "everything: the loop, the step, metrics, callbacks, progress bar",
-        "compile() and the list of callbacks",
-    ),
-    "train_step": (
-        "epochs, callbacks, metric bookkeeping, progress bar, distribution",
-        "one training step: forward, compute_loss, gradients, apply, metrics",
-    ),
-    "train_raw": (
-        "layers, the loss, the optimizer's update rule, metric arithmetic",
-        "the epoch and batch loops, metric resets, validation, the best checkpoint, "
-        "Progbar and TensorBoard calls",
-    ),
-    "train_clipped": (
-        "as train_step",
-        "the train_step with tf.clip_by_global_norm and a grad_norm metric",
-    ),
-}
+# Equal styles draw equal curves (train_fit and train_step do): a thick first line under the
+# others, each dashed its own way.
+DASHES = ("--", "-.", ":", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def line(style: str) -> dict:
+    index = STYLES.index(style)
+    if index == 0:
+        return {"linewidth": 4, "alpha": 0.5}
+    return {"linestyle": DASHES[(index - 1) % len(DASHES)]}
+
+
+def style_source(style: str) -> Path:
+    return STYLE_MODULES / f"{style.removeprefix('train_')}.py"
+
+
+def style_summary(style: str) -> str:
+    """What the style is, as its module's docstring says in its first line."""
+    docstring = ast.get_docstring(ast.parse(style_source(style).read_text())) or ""
+    return docstring.split("\n")[0].removeprefix(f"{style}: ")
 
 
 def code_lines(module: Path) -> int:
@@ -208,26 +201,23 @@ def sweep_tables(record: dict) -> str:
     )
 
 
-def replace_block(page: Path, name: str, text: str) -> bool:
-    """Put `text` between the page's `<!-- name -->` and `<!-- /name -->` lines, if it has them:
-    figures in the docs come from the command that measures them, not from an editor."""
-    content = page.read_text() if page.is_file() else ""
-    start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
-    if start not in content or end not in content:
-        return False
-    before, rest = content.split(start, 1)
-    page.write_text(f"{before}{start}{text}\n{end}{rest.split(end, 1)[1]}")
-    return True
-
-
 def altitude_table() -> str:
-    header = ["style", "hands to Keras", "writes itself", "lines of code in its module"]
+    """The tutorial's "choosing your altitude": what each style writes itself, in how much code."""
+    header = ["style", "how it trains", "lines of code in its module"]
     rows = [
-        [f"`{style}`", handed, written, str(code_lines(STYLE_MODULES / f"{style[6:]}.py"))]
-        for style, (handed, written) in ALTITUDE.items()
+        [f"`{style}`", style_summary(style), str(code_lines(style_source(style)))]
+        for style in STYLES
     ]
+    sources = {style: style_source(style).read_text() for style in STYLES}
+    through_fit = [
+        f"`{style}`"
+        for style, source in sources.items()
+        if "fit_with_zoo(" in source and "def fit_with_zoo(" not in source
+    ]
+    if not through_fit:
+        return table(header, rows)
     return (
-        table(header, rows) + "\n\n`train_step` and `train_clipped` also call `fit.py`'s "
+        table(header, rows) + f"\n\n{', '.join(through_fit)} also call `fit.py`'s "
         "`fit_with_zoo`, the same fit() and callback zoo: overriding train_step keeps all else."
     )
 
@@ -350,8 +340,8 @@ def plot_curves(histories: Mapping[str, dict], path: Path) -> None:
     axes = figure.subplots(1, 2)
     for style, history in histories.items():
         epochs = range(1, len(history["val_loss"]) + 1)
-        axes[0].plot(epochs, history["val_accuracy"], label=style, **LINES[style])
-        axes[1].plot(epochs, history["val_loss"], label=style, **LINES[style])
+        axes[0].plot(epochs, history["val_accuracy"], label=style, **line(style))
+        axes[1].plot(epochs, history["val_loss"], label=style, **line(style))
     for ax, title in zip(axes, ("validation accuracy", "validation loss"), strict=True):
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -364,15 +354,16 @@ def plot_training(histories: Mapping[str, dict], path: Path) -> None:
     rate, norm = figure.subplots(1, 2)
     for style, history in histories.items():
         epochs = range(1, len(history["learning_rate"]) + 1)
-        lines = {"label": style, "drawstyle": "steps-post", **LINES[style]}
+        lines = {"label": style, "drawstyle": "steps-post", **line(style)}
         rate.plot(epochs, history["learning_rate"], **lines)
     rate.set(title="learning rate each epoch trained with", xlabel="epoch", yscale="log")
     rate.legend()
-    clipped = histories["train_clipped"]
-    epochs = range(1, len(clipped["grad_norm"]) + 1)
-    norm.plot(epochs, clipped["grad_norm"], marker=".", label="grad_norm before clipping")
-    norm.plot(epochs, clipped["clip_norm"], linestyle="--", label="clip_norm")
-    norm.set(title="train_clipped: mean global gradient norm", xlabel="epoch")
+    for style, history in histories.items():
+        if "grad_norm" in history:  # the styles that clip
+            epochs = range(1, len(history["grad_norm"]) + 1)
+            norm.plot(epochs, history["grad_norm"], marker=".", label=f"{style}: grad_norm")
+            norm.plot(epochs, history["clip_norm"], linestyle="--", label=f"{style}: clip_norm")
+    norm.set(title="mean global gradient norm before clipping", xlabel="epoch")
     for ax in (rate, norm):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     norm.legend()
@@ -389,8 +380,12 @@ def confusion_matrix(path: Path) -> np.ndarray:
 
 
 def plot_confusion(path: Path) -> None:
-    figure = Figure(figsize=(11, 10), layout="constrained")
-    for ax, style in zip(figure.subplots(2, 2).flat, STYLES, strict=True):
+    rows = -(-len(STYLES) // 2)
+    figure = Figure(figsize=(11, 5 * rows), layout="constrained")
+    axes = figure.subplots(rows, 2, squeeze=False).flat
+    for ax in axes[len(STYLES) :]:
+        ax.set_axis_off()
+    for ax, style in zip(axes, STYLES, strict=False):
         counts = confusion_matrix(PLOTS_DIR / "confusion" / f"{style}.csv")
         ax.imshow(counts, cmap="Blues")
         for (actual, predicted), count in np.ndenumerate(counts):
@@ -426,13 +421,16 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
             for pair, share in agreement_figures["agreement"].items()
         ],
     )
-    clipped = results["train_clipped"]
     parts = [
-        "# trainstyles: one model, four ways of training",
+        "# trainstyles: one model, several ways of training",
         styles_table(results, timing, params.model.num_classes),
         machines_summary(run_machines(), here),
-        f"`train_clipped`: the pre-clip gradient norm went from {clipped['grad_norm_first']:.2f} "
-        f"in epoch 1 to {clipped['grad_norm_last']:.2f} in epoch {clipped['epochs_run']}.",
+        *(
+            f"`{style}`: the pre-clip gradient norm went from {figures['grad_norm_first']:.2f} "
+            f"in epoch 1 to {figures['grad_norm_last']:.2f} in epoch {figures['epochs_run']}."
+            for style, figures in results.items()
+            if "grad_norm_first" in figures
+        ),
         "![Validation accuracy and loss per epoch](curves.png)",
         "![Learning rate per epoch; gradient norm against the clip](training.png)",
         "## How the styles agree on the test set\n\n" + agreement,

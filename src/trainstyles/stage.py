@@ -17,14 +17,14 @@ PLOTS_DIR = Path("plots")
 LOGS_DIR = Path("logs")
 
 
-def run_stage(main: Callable[[], str]) -> None:
+def run_stage(main: Callable[[], str], name: str | None = None) -> None:
     """Run a stage; print the one line it returns, then one line per StageWarning it gave, or
-    its error as one line and exit 1.
+    its error as one line and exit 1. Each line starts with `name`, by default the script's.
 
     Outputs are written whole or not at all (outputs.atomic_path, atomic_dir), so an error
     leaves nothing partial behind for DVC to cache.
     """
-    stage = Path(sys.argv[0]).stem
+    stage = name or Path(sys.argv[0]).stem
     said: list[str] = []
     show = warnings.showwarning
 

@@ -17,13 +17,14 @@ import json
 import time
 from pathlib import Path
 
-from trainstyles import STYLES, StageError
+from trainstyles import StageError
 from trainstyles.commands import dvc
 from trainstyles.machine import read_at
 from trainstyles.noise import RECORD, shared_params, summarise_runs
 from trainstyles.outputs import write_json
-from trainstyles.params import load_params
-from trainstyles.report import README, replace_block, sweep_tables
+from trainstyles.pages import NOISE_PAGE, replace_block
+from trainstyles.params import STYLES, load_params
+from trainstyles.report import sweep_tables
 from trainstyles.stage import MACHINE_DIR, METRICS_DIR, run_stage
 
 PREFIX = "sweep-"
@@ -111,11 +112,11 @@ def main() -> str:
     args = parser.parse_args()
     record = sweep(args.seeds)
     write_json(record, args.out)
-    readme = replace_block(README, "sweep", sweep_tables(record))
+    page = replace_block(NOISE_PAGE, "sweep", sweep_tables(record))
     return (
         f"trained {len(STYLES)} styles under seeds {record['seeds'][0]}–{record['seeds'][-1]} "
         f"in {record['seconds']:.0f} s; wrote {args.out}"
-        + (f" and {README}'s table" if readme else "")
+        + (f" and {NOISE_PAGE}'s tables" if page else "")
     )
 
 

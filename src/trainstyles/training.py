@@ -11,9 +11,11 @@ import keras
 import tensorflow as tf
 
 from trainstyles import StageError, StageWarning
+from trainstyles.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
 from trainstyles.data import EpochBatches, Split, batches, load_split
 from trainstyles.determinism import deterministic_kernels
 from trainstyles.distribute import distribution, is_chief
+from trainstyles.loop import progress_verbosity
 from trainstyles.machine import fingerprint
 from trainstyles.outputs import (
     CHANCE_MARGIN,
@@ -24,8 +26,8 @@ from trainstyles.outputs import (
     write_csv,
     write_json,
 )
-from trainstyles.params import DistributeParams, Params, load_params
-from trainstyles.resume import BACKUP_DIR, Backup, run_fingerprint
+from trainstyles.params import STYLES, CallbackParams, DistributeParams, Params, load_params
+from trainstyles.resume import BACKUP_DIR, Backup, BackupAndResume, run_fingerprint
 from trainstyles.stage import (
     LOGS_DIR,
     MACHINE_DIR,
@@ -34,8 +36,9 @@ from trainstyles.stage import (
     SPLIT_DIR,
     TIMING_DIR,
 )
+from trainstyles.styles import Run, style_module
 
-TrainFn = Callable[..., tuple[keras.Model, dict]]
+TrainFn = Callable[[Params, Run], tuple[keras.Model, dict]]
 
 
 def training_device() -> str:
@@ -72,9 +75,31 @@ def train_on(
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas", flush=True)
     keras.utils.set_random_seed(params.seed)
     train_batches = epoch_batches(train_split, params.train.batch_size, params.seed)
-    val_batches = batches(val_split, params.train.batch_size)
+
+    def callbacks_around_zoo(
+        zoo_params: CallbackParams, history: keras.callbacks.History, **settings: float
+    ) -> list[keras.callbacks.Callback]:
+        zoo = fit_callbacks(zoo_params, backup.best_model, log_dir)
+        # Order matters: the zoo updates on each epoch's end before the backup records it.
+        return [
+            StartEpoch(train_batches),
+            TerminateOnNaN(),
+            LogSettings(**settings),
+            *zoo,
+            history,
+            BackupAndResume(backup, history, zoo),
+        ]
+
+    run = Run(
+        train_batches=train_batches,
+        val_batches=batches(val_split, params.train.batch_size),
+        backup=backup,
+        log_dir=log_dir,
+        verbose=progress_verbosity(),
+        fit_callbacks=callbacks_around_zoo,
+    )
     with strategy.scope():
-        return train(params, train_batches, val_batches, backup, log_dir)
+        return train(params, run)
 
 
 def where_to_write(style: str, params: DistributeParams) -> tuple[Path, Path, Path | None]:
@@ -91,15 +116,19 @@ def where_to_write(style: str, params: DistributeParams) -> tuple[Path, Path, Pa
     return Path() if is_chief(params) else scratch, scratch / BACKUP_DIR / style, scratch
 
 
-def train_style(style: str, train: TrainFn) -> str:
+def train_style(style: str, train: TrainFn | None = None) -> str:
     """Train one style on data/split/{train,val} and write its model, curves, timing and logs.
+    `train` stands in for the style module's train() (the distribution tests keep weights).
 
     The test split is deliberately not read here: no training decision may see it. The curves
     (one row per epoch) are the style's record: `evaluate` sums them up beside the test score,
     in one metrics file per style. A run that was killed resumes from its last completed epoch
     (see resume.py).
     """
+    if style not in STYLES:
+        raise StageError(f"no style {style!r}; the styles are {', '.join(STYLES)}")
     params = load_params()
+    train = train or style_module(style).train
     print(f"{style}: {training_device()}", flush=True)
     train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
     out, backup_dir, scratch = where_to_write(style, params.distribute)

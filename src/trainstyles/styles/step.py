@@ -1,15 +1,16 @@
-"""Style 2, train_step: fit() and its callbacks, with our own train_step (the Keras 3 contract)."""
-
-from pathlib import Path
+"""train_step: fit() and its callbacks, with our own train_step (the Keras 3 contract)."""
 
 import keras
 import tensorflow as tf
 
-from trainstyles.data import EpochBatches
 from trainstyles.model import build_model, compile_model
 from trainstyles.params import Params
-from trainstyles.resume import Backup
+from trainstyles.replicas import track_mean_loss
+from trainstyles.styles import Run
 from trainstyles.styles.fit import fit_with_zoo
+
+# The equivalence proof: with the same epochs and callbacks, the same weights as fit(), to the bit.
+SAME_MATH_AS = "train_fit"
 
 
 @keras.saving.register_keras_serializable(package="trainstyles")
@@ -23,22 +24,20 @@ class StepModel(keras.Model):
             # The loss function is the one configured in compile().
             loss = self.compute_loss(y=y, y_pred=y_pred)
         gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
+        self.apply_gradients(gradients)
         for metric in self.metrics:
             if metric.name == "loss":
                 # Weighted by batch size as fit() does, so the short last batch counts right.
-                # Under a strategy compute_loss() divides this replica's mean by the number of
-                # replicas, as the optimizer sums their gradients: the metric wants it whole.
-                replicas = self.distribute_strategy.num_replicas_in_sync
-                metric.update_state(loss * replicas, sample_weight=tf.shape(x)[0])
-            else:
-                metric.update_state(y, y_pred)
-        # What we return is what the progress bar, History and the callbacks see.
-        return self.get_metrics_result()
+                track_mean_loss(metric, loss, tf.shape(x)[0])
+        # The compiled metrics (accuracy); what we return is what the progress bar, History
+        # and the callbacks see.
+        return self.compute_metrics(x, y, y_pred)
+
+    def apply_gradients(self, gradients: list) -> None:
+        """The update itself: a style that changes the gradients first overrides this."""
+        self.optimizer.apply(gradients, self.trainable_variables)
 
 
-def train(
-    params: Params, train_batches: EpochBatches, val_batches, backup: Backup, log_dir: Path
-) -> tuple[keras.Model, dict]:
+def train(params: Params, run: Run) -> tuple[keras.Model, dict]:
     model = compile_model(build_model(params.model, StepModel), params.train)
-    return fit_with_zoo(model, params.train_step, train_batches, val_batches, backup, log_dir)
+    return fit_with_zoo(model, params.train_step, run)
