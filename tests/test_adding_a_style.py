@@ -1,0 +1,134 @@
+"""A new style, added to a temporary copy by exactly the steps of docs/adding-a-style.md: the
+guide's code blocks applied where they say, its list of dvc.yaml lines added. The copy then
+trains it with `dvc repro`, and the style must appear in `dvc metrics show`, the report, the
+equivalence proof (its claim against train_step) and the fault tests."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import REPO, SMALL, commit, copy_repo, dvc, edit_params
+from trainstyles.params import STYLES
+
+pytestmark = pytest.mark.slow
+
+GUIDE = REPO / "docs" / "adding-a-style.md"
+NEW = "train_accum"
+# A fenced block whose info string says where it goes: ```python file=PATH, append-to=PATH, or
+# after="LINE" / before="LINE" in=PATH.
+PLACED_BLOCK = re.compile(r"^```\w+ (.+?)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+PLACE = re.compile(r'([\w-]+)=("[^"]*"|\S+)')
+
+
+def guide_blocks() -> list[tuple[dict, str]]:
+    return [
+        ({key: value.strip('"') for key, value in PLACE.findall(info)}, text)
+        for info, text in PLACED_BLOCK.findall(GUIDE.read_text())
+    ]
+
+
+def apply_block(repo: Path, place: dict, text: str) -> None:
+    if "file" in place:
+        (repo / place["file"]).write_text(text)
+        return
+    if "append-to" in place:
+        with (repo / place["append-to"]).open("a") as target:
+            target.write(text)
+        return
+    path = repo / place["in"]
+    source = path.read_text()
+    anchor = (place.get("after") or place["before"]) + "\n"
+    at = [match.start() for match in re.finditer(f"^{re.escape(anchor)}", source, re.MULTILINE)]
+    assert len(at) == 1, f"{place}: the guide's anchor must name one line of {path.name}"
+    cut = at[0] + len(anchor) if "after" in place else at[0]
+    if path.suffix == ".py" and text.startswith(("class ", "def ")):
+        text = "\n\n" + text  # a top-level definition: two blank lines before it, as PEP 8 has
+    path.write_text(source[:cut] + text + source[cut:])
+
+
+def add_dvc_yaml_lines(repo: Path) -> None:
+    """The guide's list of the style's lines in evaluate, the metrics and the plots."""
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    pipeline = yaml.load(repo / "dvc.yaml")
+    evaluate = pipeline["stages"]["evaluate"]
+    evaluate["params"].append(NEW)
+    evaluate["deps"].extend(
+        [f"models/{NEW}.keras", f"plots/{NEW}.csv", "src/trainstyles/styles/accum.py"]
+    )
+    evaluate["metrics"].append({f"metrics/{NEW}.json": {"cache": False}})
+    pipeline["metrics"].append(f"metrics/timing/{NEW}.json")
+    for plot in pipeline["plots"]:
+        [(name, spec)] = plot.items()
+        if name in ("val_accuracy", "val_loss", "learning_rate"):
+            spec["y"][f"plots/{NEW}.csv"] = name
+    yaml.dump(pipeline, repo / "dvc.yaml")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    copy = copy_repo(tmp_path_factory.mktemp("new-style"), SMALL)
+    blocks = guide_blocks()
+    assert blocks[0][0] == {"file": "src/trainstyles/styles/accum.py"}
+    for place, text in blocks:
+        apply_block(copy, place, text)
+    add_dvc_yaml_lines(copy)
+    edit_params(copy / "params.yaml", {NEW: {"epochs": 2}})
+    commit(copy, f"add {NEW}")
+    dvc(copy, "repro")
+    return copy
+
+
+def run_in(repo: Path, *command: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_new_style_is_last_in_the_copys_list_of_styles(repo):
+    listed = run_in(repo, "-c", "from trainstyles.params import STYLES; print(*STYLES)").split()
+    assert listed == [*STYLES, NEW]
+
+
+def test_its_stage_deps_and_lines_in_dvc_yaml_pass_the_copys_own_checks(repo):
+    run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_dvc_yaml.py",
+           "-k", f"{NEW} or evaluate or curves")  # fmt: skip
+
+
+def test_metrics_show_has_a_row_for_the_new_style(repo):
+    files = next(iter(json.loads(dvc(repo, "metrics", "show", "--json")).values()))["data"]
+    row = files[f"metrics/{NEW}.json"]["data"]
+    assert row["epochs_run"] == 2
+    assert 0 < row["test_accuracy"] <= 1
+    assert set(row) == set(files[f"metrics/{STYLES[0]}.json"]["data"])
+
+
+def test_the_report_shows_the_new_style(repo):
+    run_in(repo, "-m", "trainstyles.report", "--against", "HEAD")
+    page = (repo / "report" / "report.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith(f"| `{NEW}`")]
+    assert len(rows) >= 2  # the figures table and the altitude table
+    assert any("mean gradient of several batches" in row for row in rows)
+
+
+def test_the_equivalence_proof_holds_the_new_style_to_train_step(repo):
+    said = run_in(repo, "-m", "trainstyles.equivalence", "--epochs", "1", "--train-limit", "256")
+    claim = next(line for line in said.splitlines() if line.strip().startswith(NEW))
+    assert "(accumulate=1) ≡ train_step" in claim
+    assert said.splitlines()[-1] == "equivalence: proven"
+
+
+def test_the_fault_tests_cover_the_new_style(repo):
+    said = run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_faults.py",
+                  "-k", NEW)  # fmt: skip
+    assert re.search(r"\b[1-9]\d* passed", said), said
