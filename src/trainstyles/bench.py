@@ -32,7 +32,7 @@ import numpy as np
 
 from trainstyles.commands import copy_worktree
 from trainstyles.data import IMAGE_SIZE, Split, features, load_split
-from trainstyles.pages import BENCH_PAGE, replace_block
+from trainstyles.pages import BENCH_PAGE, replace_block, table
 from trainstyles.params import STYLES, ModelParams, Params, load_params
 from trainstyles.stage import SPLIT_DIR
 
@@ -141,10 +141,9 @@ def format_rows(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def markdown_rows(rows: list[tuple[str, ...]]) -> str:
+def markdown_table(rows: list[tuple[str, ...]]) -> str:
     header, *body = rows
-    lines = [header, tuple("---" for _ in header), *body]
-    return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+    return table(list(header), [list(row) for row in body])
 
 
 def page_text(results: dict, source: Path = RESULTS) -> str:
@@ -166,7 +165,7 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
         f"{setup['batch_size']}; {len(runs)} repeats of {len(runs[0])} timed epochs per "
         "contender. Square GEMM rates during the run, in order: "
         f"{seen} GFLOP/s. Every epoch's seconds: `{source}`.",
-        markdown_rows(epoch_rows(results)),
+        markdown_table(epoch_rows(results)),
         f"The limit: {limit['epoch_flops'] / 1e9:.1f} GFLOP per epoch at "
         f"{limit['gemm_gflops']:.0f} GFLOP/s, the best rate of the run (the model's own "
         f"shapes, batch by each layer, reached {shapes} GFLOP/s).",
@@ -174,7 +173,7 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
     if results.get("peer_skipped"):
         parts.insert(1, results["peer_skipped"] + ".")
     if results.get("pipeline"):
-        parts.append(markdown_rows(pipeline_rows(results["pipeline"])))
+        parts.append(markdown_table(pipeline_rows(results["pipeline"])))
     else:
         parts.append("The pipeline was not timed (`--no-pipeline`).")
     return "\n\n".join(parts)

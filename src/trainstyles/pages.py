@@ -1,4 +1,4 @@
-"""The pages whose figures are generated, and the one helper that writes them.
+"""The pages whose figures are generated, and the helpers that write them.
 
 Light on purpose (no matplotlib, no TensorFlow): the report, the sweep and the bench all write
 here, and the bench must not pay for the report's imports.
@@ -21,3 +21,9 @@ def replace_block(page: Path, name: str, text: str) -> bool:
     before, rest = content.split(start, 1)
     page.write_text(f"{before}{start}{text}\n{end}{rest.split(end, 1)[1]}")
     return True
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, as the report, the sweep and the bench write theirs."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)

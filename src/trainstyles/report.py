@@ -32,7 +32,7 @@ from trainstyles.data import CLASS_NAMES
 from trainstyles.machine import comparison, describe, differences, fingerprint, run_machines
 from trainstyles.noise import RECORD, shared_params
 from trainstyles.outputs import at_chance, read_history
-from trainstyles.pages import README, replace_block
+from trainstyles.pages import README, replace_block, table
 from trainstyles.params import STYLES, load_params
 from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
@@ -98,11 +98,6 @@ def number(value, digits: int = 4, sign: str = "") -> str:
 
 def p_value(p: float | None) -> str:
     return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def styles_table(
