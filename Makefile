@@ -5,17 +5,18 @@ PYTHON ?= python3
 # The stages run `python`: the environment's, whatever the caller's PATH holds.
 export PATH := $(abspath $(BIN)):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get install -y -q --no-install-recommends
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
-.PHONY: repro test test-real mutants equivalence report sweep bench lint setup data image image-test
+.PHONY: repro test test-real mutants equivalence report sweep bench lint setup data chromium image image-test
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
 	dvc repro
 	@python -m trainstyles.machine --against HEAD
 
-test: setup
+test: setup chromium
 	pytest
 
 # The acceptance run on the real data (minutes): .ci/run calls it after `make test`.
@@ -95,7 +96,7 @@ image-test:
 	&& size=$$(podman image inspect --format '{{.Size}}' $(IMAGE):standin) \
 	&& echo "image-test: built $(IMAGE):standin, $$(( size / 1000000 )) MB, in $$(( $$(date +%s) - start )) s"
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed node_modules/.package-lock.json data
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -103,14 +104,25 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# Vega, Vega-Lite and Vega-Embed for `dvc plots show`'s page (.dvc/plots-page.html loads them
+# from here, so the page needs no network), as package-lock.json pins them.
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null || $(APT_INSTALL) nodejs npm || { $(SUDO) apt-get update -q && $(APT_INSTALL) nodejs npm; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+# The browser tests' headless Chromium.
+chromium:
+	@command -v chromium >/dev/null || $(APT_INSTALL) chromium || { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium; }
+
 # prepare finds the data by itself (FASHION_MNIST_DIR, Debian's package, the Keras cache, the
 # download); here we only install Debian's package when none of the local copies exists.
 data:
 	@if [ -n "$$FASHION_MNIST_DIR" ] || [ -d $(DEBIAN_DATA) ] || [ -f $(KERAS_DATA)/train-images-idx3-ubyte.gz ]; then \
 		true; \
 	elif command -v apt-get >/dev/null; then \
-		$(SUDO) apt-get install -y -q --no-install-recommends dataset-fashion-mnist \
-		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends dataset-fashion-mnist; }; \
+		$(APT_INSTALL) dataset-fashion-mnist \
+		|| { $(SUDO) apt-get update -q && $(APT_INSTALL) dataset-fashion-mnist; }; \
 	else \
 		echo "Fashion-MNIST not found locally and no apt-get: the prepare stage will download it"; \
 	fi
