@@ -32,15 +32,13 @@ RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore \
 
 # Any uid may run the container (`--user "$(id -u):$(id -g)"`, so that outputs on the bind mount
 # belong to the caller), with no home directory and maybe not owning the mount: git must trust
-# the mounted repository, `dvc exp` needs an identity, Keras, DVC and matplotlib (the report) need
-# caches they can write, and DVC asks for a user name (getpass), which it would look up in
-# /etc/passwd and not find.
+# the mounted repository, `dvc exp` needs an identity, Keras and DVC need caches they can write,
+# and DVC asks for a user name (getpass), which it would look up in /etc/passwd and not find.
 RUN git config --system --add safe.directory /workspace \
     && git config --system user.name "trainstyles container" \
     && git config --system user.email "container@trainstyles.invalid"
 ENV KERAS_HOME=/tmp/keras \
     DVC_SITE_CACHE_DIR=/tmp/dvc-site-cache \
-    MPLCONFIGDIR=/tmp/matplotlib \
     USER=trainstyles \
     PYTHONPATH=/workspace/src
 

@@ -68,6 +68,10 @@ def add_dvc_yaml_lines(repo: Path) -> None:
         [(name, spec)] = plot.items()
         if name in ("val_accuracy", "val_loss", "learning_rate"):
             spec["y"][f"plots/{NEW}.csv"] = name
+    confusion = {"title": f"Test confusion matrix, {NEW}", "template": "confusion"}
+    pipeline["plots"].append(
+        {f"plots/confusion/{NEW}.csv": {**confusion, "x": "actual", "y": "predicted"}}
+    )
     yaml.dump(pipeline, repo / "dvc.yaml")
 
 
@@ -119,6 +123,9 @@ def test_the_report_shows_the_new_style(repo):
     rows = [line for line in page.splitlines() if line.startswith(f"| `{NEW}`")]
     assert len(rows) >= 2  # the figures table and the altitude table
     assert any("mean gradient of several batches" in row for row in rows)
+    assert (
+        f"](confusion-{NEW}.png)" in page and (repo / "report" / f"confusion-{NEW}.png").is_file()
+    )
 
 
 def test_the_equivalence_proof_holds_the_new_style_to_train_step(repo):

@@ -72,3 +72,5 @@ def test_the_curves_overlay_every_style_and_only_the_styles():
         [(name, spec)] = plot.items()
         if name in ("val_accuracy", "val_loss", "learning_rate"):
             assert list(spec["y"]) == [f"plots/{style}.csv" for style in STYLES], name
+    confusion = [name for plot in PIPELINE["plots"] for name in plot if "confusion/" in name]
+    assert confusion == [f"plots/confusion/{style}.csv" for style in STYLES]

@@ -1,18 +1,24 @@
 """The comparison report from two commits of a temporary repository, and DVC experiments on it:
 what the pull-request workflow does, short of posting the comment."""
 
+import csv
 import json
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from conftest import SMALL, commit, copy_repo, dvc, edit_params, run_module, stages_run, table_rows
+from trainstyles import StageError
+from trainstyles.data import CLASS_NAMES
 from trainstyles.params import STYLES
-from trainstyles.report import code_lines
+from trainstyles.report import code_lines, png_name, render_plots
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CURVES = ("val_accuracy", "val_loss", "learning_rate")  # dvc.yaml's plots of every style
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +75,124 @@ def test_the_diff_rows_show_what_the_second_commit_changed_and_nothing_else(page
     assert table_rows(page, "`metrics/timing/train_clipped.json`")
 
 
-def test_the_pngs_the_page_links_exist(repo, page):
-    for name in ("curves.png", "training.png", "confusion.png"):
-        assert f"]({name})" in page
+@pytest.fixture(scope="module")
+def plots(repo, page) -> dict[str, dict]:
+    """Each plot of the copy's dvc.yaml, as `dvc plots show` fills its Vega-Lite spec."""
+    shown = json.loads(dvc(repo, "plots", "show", "--json"))
+    assert "errors" not in shown
+    return {plot_id: renders[0]["content"] for plot_id, renders in shown["data"].items()}
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_the_page_links_one_png_per_dvc_plot_under_its_title(repo, page, plots):
+    assert {path.name for path in (repo / "report").glob("*.png")} == set(map(png_name, plots))
+    for plot_id, spec in plots.items():
+        name = png_name(plot_id)
+        assert f"![{spec['title']['text']}]({name})" in page
         image = (repo / "report" / name).read_bytes()
-        assert image.startswith(PNG_MAGIC) and len(image) > 10_000, name
+        width, height = struct.unpack(">II", image[16:24])  # the PNG header's IHDR chunk
+        assert image.startswith(PNG_MAGIC), name
+        assert 400 <= width <= 3000 and 400 <= height <= 3000, (name, width, height)
+    assert page.index("(val_accuracy.png)") < page.index("## How the styles agree")
+    assert page.index("## How the styles agree") < page.index(f"(confusion-{STYLES[0]}.png)")
+
+
+def test_each_png_is_dvcs_spec_drawn_as_it_stands(repo, plots, tmp_path):
+    render_plots(plots, tmp_path)
+    for plot_id in plots:
+        name = png_name(plot_id)
+        assert (tmp_path / name).read_bytes() == (repo / "report" / name).read_bytes(), name
+
+
+def test_the_curves_carry_every_styles_values(repo, plots):
+    for plot_id in CURVES:
+        values = plots[plot_id]["data"]["values"]
+        assert {row["filename"] for row in values} == {f"{style}.csv" for style in STYLES}
+        for style in STYLES:
+            drawn = [float(row[plot_id]) for row in values if row["filename"] == f"{style}.csv"]
+            written = [float(row[plot_id]) for row in csv_rows(repo / "plots" / f"{style}.csv")]
+            assert drawn == written, (plot_id, style)
+    # grad_norm: the fields dvc.yaml names, from the one style's file it names.
+    [grad_norm] = [plot["grad_norm"] for plot in YAML(typ="safe").load(repo / "dvc.yaml")["plots"]
+                   if "grad_norm" in plot]  # fmt: skip
+    [(source, fields)] = grad_norm["y"].items()
+    drawn = {
+        (row["field"], row["epoch"]): row["dvc_inferred_y_value"]
+        for row in plots["grad_norm"]["data"]["values"]
+    }
+    assert drawn == {
+        (field, row["epoch"]): row[field] for row in csv_rows(repo / source) for field in fields
+    }
+
+
+def test_a_confusion_matrix_per_style_holds_each_test_prediction(repo, plots):
+    for style in STYLES:
+        spec = plots[f"plots/confusion/{style}.csv"]
+        assert spec["title"]["text"].endswith(style)
+        drawn = [(row["actual"], row["predicted"]) for row in spec["data"]["values"]]
+        written = csv_rows(repo / "plots" / "confusion" / f"{style}.csv")
+        assert drawn == [(row["actual"], row["predicted"]) for row in written]
+        assert len(drawn) == SMALL["split"]["test_limit"]
+        assert {label for pair in drawn for label in pair} <= set(CLASS_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("plot_id", "name"),
+    [
+        ("val_accuracy", "val_accuracy.png"),
+        ("plots/confusion/train_fit.csv", "confusion-train_fit.png"),
+        ("curves/a b:c.json", "curves-a-b-c.png"),
+    ],
+)
+def test_each_plot_id_gives_a_file_safe_png_name(plot_id, name):
+    assert png_name(plot_id) == name
+
+
+def test_a_spec_that_asks_for_a_url_is_refused_not_fetched(tmp_path):
+    spec = {"data": {"url": "https://example.com/data.csv"}, "mark": "point"}
+    with pytest.raises(StageError, match=r"cannot draw plot remote: .*url not allowed"):
+        render_plots({"remote": spec}, tmp_path)
+
+
+CONFUSION = f"plots/confusion/{STYLES[0]}.csv"
+
+
+def header_only(text: str) -> str:
+    return text.splitlines(keepends=True)[0]
+
+
+def unknown_template(text: str) -> str:
+    return text.replace("template: confusion", "template: no_such")
+
+
+@pytest.mark.parametrize(
+    ("path", "edit", "error"),
+    [
+        (CONFUSION, None, f"dvc plots show: {CONFUSION}: [Errno 2] No such file or directory"),
+        (CONFUSION, header_only, f"dvc plots show: {CONFUSION}: no data"),
+        ("dvc.yaml", unknown_template, "dvc plots show --json failed: ERROR: unexpected error - "
+         "Template 'no_such' not found"),
+    ],
+    ids=["a data file missing", "a plot with no data", "dvc plots show failing"],
+)  # fmt: skip
+def test_a_plot_dvc_cannot_show_is_one_line_and_exit_1(repo, tmp_path, path, edit, error):
+    file = repo / path
+    original = file.read_bytes()
+    try:
+        if edit is None:
+            file.unlink()
+        else:
+            file.write_text(edit(original.decode()))
+        result = report(repo, "--out", str(tmp_path))
+    finally:
+        file.write_bytes(original)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"report: error: {error}"), line
 
 
 def test_the_altitude_table_counts_each_styles_code(page):

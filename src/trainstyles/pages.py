@@ -1,6 +1,6 @@
 """The pages whose figures are generated, and the helpers that write them.
 
-Light on purpose (no matplotlib, no TensorFlow): the report, the sweep and the bench all write
+Light on purpose (no plotting, no TensorFlow): the report, the sweep and the bench all write
 here, and the bench must not pay for the report's imports.
 """
 

@@ -1,12 +1,13 @@
-"""The comparison report: the styles side by side, their curves as PNGs, how much each style
+"""The comparison report: the styles side by side, dvc.yaml's plots as PNGs, how much each style
 hands to Keras, the seed sweep's noise and the styles compared within it, and what changed
 against a git revision, each change labelled beyond or within noise. The page is also the pull
 request's comment body (CML uploads the PNGs it links).
 
     python -m trainstyles.report [--against REV [--same-machine]] [--out report]
 
-It reads what the pipeline wrote (metrics, curves, confusion data, machines), the sweep's
-record, and DVC's own comparison (`dvc metrics diff`, `dvc params diff`); it never imports
+It reads what the pipeline wrote (metrics, machines), the sweep's record, and DVC's own views:
+`dvc plots show` (each plot of dvc.yaml as its Vega-Lite spec, filled with the data, which
+vl-convert draws as DVC's page would), `dvc metrics diff`, `dvc params diff`. It never imports
 TensorFlow. With --same-machine it first reproduces REV in a git worktree that shares the DVC
 cache, and the workspace too, wherever a style was trained on another machine: the diff then
 compares two runs of one machine.
@@ -14,40 +15,28 @@ compares two runs of one machine.
 
 import argparse
 import ast
-import csv
 import io
 import json
+import re
 import statistics
 import tokenize
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-from matplotlib.figure import Figure  # not pyplot: files only, no display or GUI backend
-from matplotlib.ticker import MaxNLocator
+import vl_convert
 
 from trainstyles import StageError, noise
 from trainstyles.commands import dvc
-from trainstyles.data import CLASS_NAMES
 from trainstyles.machine import comparison, describe, differences, fingerprint, run_machines
 from trainstyles.noise import RECORD, shared_params
-from trainstyles.outputs import at_chance, read_history
+from trainstyles.outputs import at_chance
 from trainstyles.pages import README, replace_block, table
 from trainstyles.params import STYLES, load_params
 from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
 
 STYLE_MODULES = Path(__file__).parent / "styles"
-# Equal styles draw equal curves (train_fit and train_step do): a thick first line under the
-# others, each dashed its own way.
-DASHES = ("--", "-.", ":", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
-
-
-def line(style: str) -> dict:
-    index = STYLES.index(style)
-    if index == 0:
-        return {"linewidth": 4, "alpha": 0.5}
-    return {"linestyle": DASHES[(index - 1) % len(DASHES)]}
+CONFUSION_DIR = PLOTS_DIR / "confusion"  # evaluate's test-set predictions, a file per style
 
 
 def style_source(style: str) -> Path:
@@ -330,66 +319,59 @@ def diff_section(revision: str, record: dict | None, here: dict, same_machine: b
     return "\n\n".join(sections)
 
 
-def plot_curves(histories: Mapping[str, dict], path: Path) -> None:
-    figure = Figure(figsize=(11, 4))
-    axes = figure.subplots(1, 2)
-    for style, history in histories.items():
-        epochs = range(1, len(history["val_loss"]) + 1)
-        axes[0].plot(epochs, history["val_accuracy"], label=style, **line(style))
-        axes[1].plot(epochs, history["val_loss"], label=style, **line(style))
-    for ax, title in zip(axes, ("validation accuracy", "validation loss"), strict=True):
-        ax.set(title=title, xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-    figure.savefig(path, dpi=90)
+def dvc_plots() -> dict[str, dict]:
+    """Each plot that dvc.yaml defines, by its id, as the Vega-Lite spec DVC fills with the
+    workspace's data: the one definition of every figure, shown alike by `dvc plots show`."""
+    shown = json.loads(dvc("plots", "show", "--json"))
+    failed: dict[str, list[str]] = {}
+    for error in shown.get("errors", []):
+        problem = " ".join(str(error.get("msg") or error.get("type")).split())
+        failed.setdefault(problem, []).append(error.get("name") or error.get("rev", "?"))
+    specs = {}
+    for plot_id, renders in shown.get("data", {}).items():
+        spec = next((render["content"] for render in renders if render["type"] == "vega"), None)
+        if spec is None or not spec.get("data", {}).get("values"):
+            failed.setdefault("no data", []).append(plot_id)
+        specs[plot_id] = spec
+    if failed:
+        raise StageError(
+            "dvc plots show: "
+            + "; ".join(f"{', '.join(names)}: {problem}" for problem, names in failed.items())
+        )
+    if not specs:
+        raise StageError("dvc plots show: dvc.yaml defines no plots")
+    return specs
 
 
-def plot_training(histories: Mapping[str, dict], path: Path) -> None:
-    figure = Figure(figsize=(11, 4))
-    rate, norm = figure.subplots(1, 2)
-    for style, history in histories.items():
-        epochs = range(1, len(history["learning_rate"]) + 1)
-        lines = {"label": style, "drawstyle": "steps-post", **line(style)}
-        rate.plot(epochs, history["learning_rate"], **lines)
-    rate.set(title="learning rate each epoch trained with", xlabel="epoch", yscale="log")
-    rate.legend()
-    for style, history in histories.items():
-        if "grad_norm" in history:  # the styles that clip
-            epochs = range(1, len(history["grad_norm"]) + 1)
-            norm.plot(epochs, history["grad_norm"], marker=".", label=f"{style}: grad_norm")
-            norm.plot(epochs, history["clip_norm"], linestyle="--", label=f"{style}: clip_norm")
-    norm.set(title="mean global gradient norm before clipping", xlabel="epoch")
-    for ax in (rate, norm):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    norm.legend()
-    figure.savefig(path, dpi=90)
+def png_name(plot_id: str) -> str:
+    """A file name for a plot id: `val_accuracy` → val_accuracy.png, a plot named by its data
+    file, `plots/confusion/train_fit.csv` → confusion-train_fit.png."""
+    path = Path(plot_id).with_suffix("")
+    parts = path.relative_to(PLOTS_DIR).parts if path.is_relative_to(PLOTS_DIR) else path.parts
+    return re.sub(r"[^\w.-]+", "-", "-".join(parts)) + ".png"
 
 
-def confusion_matrix(path: Path) -> np.ndarray:
-    index = {name: i for i, name in enumerate(CLASS_NAMES)}
-    counts = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=int)
-    with path.open(newline="") as stream:
-        for row in csv.DictReader(stream):
-            counts[index[row["actual"]], index[row["predicted"]]] += 1
-    return counts
+def plot_title(spec: dict, plot_id: str) -> str:
+    """The title dvc.yaml gives the plot (DVC writes it as Vega-Lite's {"text": …}), else its id."""
+    title = spec.get("title")
+    return (title.get("text") if isinstance(title, dict) else title) or plot_id
 
 
-def plot_confusion(path: Path) -> None:
-    rows = -(-len(STYLES) // 2)
-    figure = Figure(figsize=(11, 5 * rows), layout="constrained")
-    axes = figure.subplots(rows, 2, squeeze=False).flat
-    for ax in axes[len(STYLES) :]:
-        ax.set_axis_off()
-    for ax, style in zip(axes, STYLES, strict=False):
-        counts = confusion_matrix(PLOTS_DIR / "confusion" / f"{style}.csv")
-        ax.imshow(counts, cmap="Blues")
-        for (actual, predicted), count in np.ndenumerate(counts):
-            ax.text(predicted, actual, count, ha="center", va="center", fontsize=7)
-        ticks = range(len(CLASS_NAMES))
-        ax.set_xticks(ticks, CLASS_NAMES, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(ticks, CLASS_NAMES, fontsize=7)
-        ax.set(title=style, xlabel="predicted", ylabel="actual")
-    figure.savefig(path, dpi=90)
+def render_plots(specs: Mapping[str, dict], out: Path) -> dict[str, str]:
+    """Each spec as a PNG in `out`, by vl-convert's bundled Vega and fonts (no browser); returns
+    each plot's Markdown image link."""
+    links = {}
+    for plot_id, spec in specs.items():
+        try:
+            # DVC inlines the data: no URL may be fetched (vl-convert would fetch any by default).
+            png = vl_convert.vegalite_to_png(spec, scale=2, allowed_base_urls=[])
+        except ValueError as error:  # how vl-convert says Vega could not draw the spec
+            problem = " ".join(str(error).splitlines()[:2])  # what failed, not the JS stack
+            raise StageError(f"cannot draw plot {plot_id}: {problem}") from None
+        (out / png_name(plot_id)).write_bytes(png)
+        alt = re.sub(r"([\[\]])", r"\\\1", plot_title(spec, plot_id))  # a ] would end the link
+        links[plot_id] = f"![{alt}]({png_name(plot_id)})"
+    return links
 
 
 def write_report(out: Path, revision: str | None, same_machine: bool = False) -> Path:
@@ -404,11 +386,10 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     params = load_params()
     here = fingerprint(params.train.intra_op_threads)
     record = json.loads(RECORD.read_text()) if RECORD.is_file() else None
-    histories = {style: read_history(PLOTS_DIR / f"{style}.csv") for style in STYLES}
     out.mkdir(parents=True, exist_ok=True)
-    plot_curves(histories, out / "curves.png")
-    plot_training(histories, out / "training.png")
-    plot_confusion(out / "confusion.png")
+    plots = render_plots(dvc_plots(), out)
+    # The confusion matrices, plotted from evaluate's per-file data, go with the agreement.
+    confusion = {plot_id for plot_id in plots if Path(plot_id).is_relative_to(CONFUSION_DIR)}
     agreement = table(
         ["pair", "same prediction", "identical weights"],
         [
@@ -426,10 +407,9 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
             for style, figures in results.items()
             if "grad_norm_first" in figures
         ),
-        "![Validation accuracy and loss per epoch](curves.png)",
-        "![Learning rate per epoch; gradient norm against the clip](training.png)",
+        *(link for plot_id, link in plots.items() if plot_id not in confusion),
         "## How the styles agree on the test set\n\n" + agreement,
-        "![Test confusion matrices](confusion.png)",
+        *(link for plot_id, link in plots.items() if plot_id in confusion),
         sweep_section(record, params.model_dump()),
         "## Choosing your altitude\n\n" + altitude_table(),
     ]
