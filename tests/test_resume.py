@@ -1,6 +1,7 @@
 """A training run stopped after any epoch resumes and ends exactly as an uninterrupted one."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,43 @@ def test_a_point_is_published_whole_or_not_at_all(tmp_path):
     assert [path.name for path in tmp_path.iterdir() if path.is_dir()] == ["epoch-0001"]
 
 
+def test_an_interrupt_during_a_save_keeps_a_whole_point_and_the_stage_names_the_one_on_disk(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C before the rename that publishes epoch 2's point keeps epoch 1's; after it, while
+    the old point is removed, epoch 2's is on disk though the run had not yet recorded it."""
+    backup = Backup(tmp_path, fingerprint="run")
+    with backup.new_point(1, finished=False, state={"history": {}}):
+        pass
+    with pytest.raises(KeyboardInterrupt), backup.new_point(2, False, {"history": {}}) as point:
+        (point / "weights").write_text("half")
+        raise KeyboardInterrupt
+    said = (
+        "interrupted in epoch 2/4; kept the resume point after epoch {}: `dvc repro` resumes there"
+    )
+    assert training.interrupted(backup, tmp_path, epochs=4) == said.format(1)
+    assert Backup(tmp_path, fingerprint="run").epochs_done == 1
+
+    def interrupted_removing(path, *args, **kwargs):
+        if path == tmp_path / "epoch-0001":
+            raise KeyboardInterrupt
+        remove(path, *args, **kwargs)
+
+    remove = shutil.rmtree
+    monkeypatch.setattr(resume.shutil, "rmtree", interrupted_removing)
+    with pytest.raises(KeyboardInterrupt), backup.new_point(2, False, {"history": {}}):
+        pass
+    assert backup.epochs_done == 1  # what the run knew
+    assert training.interrupted(backup, tmp_path, epochs=4) == said.format(2)
+    assert Backup(tmp_path, fingerprint="run").epochs_done == 2
+
+
+def test_an_interrupt_before_any_point_says_the_stage_starts_again(tmp_path):
+    assert training.interrupted(None, tmp_path / "none", epochs=4) == (
+        "interrupted before training began; no resume point: `dvc repro` starts again from epoch 1"
+    )
+
+
 KILL_STYLES = STYLES  # the README promises crash-resume for every style
 
 
@@ -124,10 +162,12 @@ def repo(tmp_path_factory) -> Path:
     return copy
 
 
-def stage(repo: Path, style: str) -> subprocess.Popen:
+def stage(repo: Path, style: str, stderr: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     command = [sys.executable, *stage_argv(style, repo)]
-    return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+    )
 
 
 def killed_after_epoch_1(repo: Path, style: str) -> None:
@@ -166,6 +206,61 @@ def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, style):
     assert outputs(repo, style) == expected
     assert not (repo / ".backup" / style).exists()
     assert np.all(np.isfinite(np.loadtxt(repo / f"plots/{style}.csv", delimiter=",", skiprows=1)))
+
+
+# What an interrupted trainer says last (training.interrupted); the fixture trains 4 epochs.
+INTERRUPTED = re.compile(
+    r"(?P<style>train_\w+): interrupted in epoch (?P<epoch>\d+)/4; "
+    r"kept the resume point after epoch (?P<kept>\d+): `dvc repro` resumes there"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "signum, style",
+    # One loop each: fit()'s callbacks and the raw loop reach the resume point differently.
+    [(signal.SIGINT, "train_fit"), (signal.SIGTERM, "train_raw")],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_an_interrupted_stage_says_where_it_stopped_in_one_line_and_dvc_repro_resumes(
+    repo, signum, style
+):
+    """Ctrl-C, or docker stop's SIGTERM, mid-epoch: the shell's exit status, no traceback, a last
+    line that names the epoch and the resume point on disk, and `dvc repro` resumes from it to
+    the bytes of an uninterrupted run."""
+    uninterrupted = stage(repo, style)
+    assert uninterrupted.wait() == 0
+    expected = outputs(repo, style)
+    for path in expected:
+        (repo / path).unlink()  # as DVC does before it runs a stage
+
+    interrupted = stage(repo, style, stderr=subprocess.PIPE)
+    first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
+    while not first_point.exists() and interrupted.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.1)  # into epoch 2
+    interrupted.send_signal(signum)
+    stderr = interrupted.communicate()[1]
+
+    assert interrupted.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    said = INTERRUPTED.fullmatch(stderr.strip().splitlines()[-1])
+    assert said, stderr
+    kept = int(said["kept"])
+    assert said["style"] == style
+    assert 1 <= kept < 4
+    assert int(said["epoch"]) in (kept, kept + 1)  # the signal came after or before its save
+    assert (repo / ".backup" / style / f"epoch-{kept:04d}" / "state.json").exists()
+    # Nothing of the stage's outputs, not even a temporary file beside them.
+    assert not [path for path in expected if (repo / path).exists()]
+    assert not [
+        path for top in ("models", "plots", "metrics") for path in (repo / top).rglob(".*.tmp*")
+    ]
+
+    resumed = dvc(repo, "repro", "--single-item", style)
+    assert f"resumed after epoch {kept};" in resumed
+    assert outputs(repo, style) == expected
+    assert not (repo / ".backup" / style).exists()
 
 
 @pytest.mark.slow

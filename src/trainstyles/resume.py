@@ -36,6 +36,18 @@ def run_fingerprint(params: Params, *splits: Split) -> str:
     return digest.hexdigest()
 
 
+def latest_point(directory: Path) -> Path | None:
+    """The latest whole resume point in `directory`: a point has its state file only once whole."""
+    points = sorted(point.parent for point in directory.glob(f"epoch-*/{STATE_FILE}"))
+    return points[-1] if points else None
+
+
+def epochs_kept(directory: Path) -> int:
+    """The epochs that the latest resume point on disk holds, 0 for none: where a re-run resumes."""
+    point = latest_point(directory)
+    return json.loads((point / STATE_FILE).read_text())["epochs_done"] if point else 0
+
+
 class Backup:
     """The resume points of one training stage, and the best model its checkpoint keeps."""
 
@@ -49,8 +61,7 @@ class Backup:
             marker.write_text(fingerprint)
         for unfinished in directory.glob(".staging.*"):
             shutil.rmtree(unfinished)
-        points = sorted(point.parent for point in directory.glob(f"epoch-*/{STATE_FILE}"))
-        self.point = points[-1] if points else None
+        self.point = latest_point(directory)
         self.state = json.loads((self.point / STATE_FILE).read_text()) if self.point else None
 
     @property
@@ -80,8 +91,13 @@ class Backup:
         self.point, self.state = point, state
 
     def remove(self) -> None:
-        """Called once the stage's outputs are written: nothing is left to resume."""
-        shutil.rmtree(self.directory)
+        """Called once the stage's outputs are written: nothing is left to resume. Renamed aside
+        first: removing in place takes a file at a time, and a kill or a Ctrl-C half-way could
+        leave a point's state file beside only part of its weights."""
+        removed = self.directory.with_name(f".{self.directory.name}.removed")
+        shutil.rmtree(removed, ignore_errors=True)  # left by a run stopped while removing
+        os.replace(self.directory, removed)
+        shutil.rmtree(removed)
 
 
 class BackupAndResume(keras.callbacks.BackupAndRestore):

@@ -1,5 +1,6 @@
 """What every stage script shares: where things live, and one-line results and errors."""
 
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,12 +18,31 @@ PLOTS_DIR = Path("plots")
 LOGS_DIR = Path("logs")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, a scheduler), raised where Ctrl-C raises KeyboardInterrupt, so that
+    both end a stage the same way."""
+
+
+def interrupt_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM raise in the stage, where it can say how far it got. Repeats are
+    ignored: a second Ctrl-C must not cut short the line that the first one leads to."""
+
+    def interrupt(signum, frame):
+        for each in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(each, signal.SIG_IGN)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, interrupt)
+
+
 def run_stage(main: Callable[[], str], name: str | None = None) -> None:
     """Run a stage; print the one line it returns, then one line per StageWarning it gave, or
-    its error as one line and exit 1. Each line starts with `name`, by default the script's.
+    its error as one line and exit 1, or on Ctrl-C one line (what the KeyboardInterrupt says)
+    and exit 130 (143 for SIGTERM). Each line starts with `name`, by default the script's.
 
-    Outputs are written whole or not at all (outputs.atomic_path, atomic_dir), so an error
-    leaves nothing partial behind for DVC to cache.
+    Outputs are written whole or not at all (outputs.atomic_path, atomic_dir), so an error or
+    an interrupt leaves nothing partial behind for DVC to cache.
     """
     stage = name or Path(sys.argv[0]).stem
     said: list[str] = []
@@ -44,6 +64,12 @@ def run_stage(main: Callable[[], str], name: str | None = None) -> None:
     except OSError as error:  # a full disk, a missing input, a permission: the file and why
         where = f"{error.filename}: " if error.filename else ""
         sys.exit(f"{stage}: error: {where}{error.strerror or error}")
+    except KeyboardInterrupt as interrupt:  # Ctrl-C; SIGTERM too after interrupt_on_signals()
+        if sys.stdout.isatty():
+            print(flush=True)  # off the line of Keras' progress bar, which has no newline yet
+        print(f"{stage}: {interrupt or 'interrupted'}", file=sys.stderr, flush=True)
+        # The shell's exit status for a command ended by a signal: 128 + its number.
+        sys.exit(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
     print(f"{stage}: {summary}", flush=True)
     for warning in said:
         print(f"{stage}: warning: {warning}", file=sys.stderr, flush=True)

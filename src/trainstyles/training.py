@@ -27,7 +27,13 @@ from trainstyles.outputs import (
     write_json,
 )
 from trainstyles.params import STYLES, CallbackParams, DistributeParams, Params, load_params
-from trainstyles.resume import BACKUP_DIR, Backup, BackupAndResume, run_fingerprint
+from trainstyles.resume import (
+    BACKUP_DIR,
+    Backup,
+    BackupAndResume,
+    epochs_kept,
+    run_fingerprint,
+)
 from trainstyles.stage import (
     LOGS_DIR,
     MACHINE_DIR,
@@ -37,6 +43,8 @@ from trainstyles.stage import (
     TIMING_DIR,
 )
 from trainstyles.styles import Run, style_module
+
+REPRO = "`dvc repro`"  # what an interrupted trainer tells its user to run next
 
 TrainFn = Callable[[Params, Run], tuple[keras.Model, dict]]
 
@@ -116,6 +124,23 @@ def where_to_write(style: str, params: DistributeParams) -> tuple[Path, Path, Pa
     return Path() if is_chief(params) else scratch, scratch / BACKUP_DIR / style, scratch
 
 
+def interrupted(backup: Backup | None, backup_dir: Path, epochs: int) -> str:
+    """What an interrupted trainer says: where it stopped, and the resume point a re-run starts
+    from. That point is read from disk: the interrupt may have come before or after the rename
+    that publishes an epoch's point (resume.Backup.new_point)."""
+    if backup is None:
+        when = "before training began"
+    elif backup.finished:
+        when = "after training, while writing its outputs"
+    else:
+        when = f"in epoch {backup.epochs_done + 1}/{epochs}"
+    if kept := epochs_kept(backup_dir):
+        return (
+            f"interrupted {when}; kept the resume point after epoch {kept}: {REPRO} resumes there"
+        )
+    return f"interrupted {when}; no resume point: {REPRO} starts again from epoch 1"
+
+
 def train_style(style: str, train: TrainFn | None = None) -> str:
     """Train one style on data/split/{train,val} and write its model, curves, timing and logs.
     `train` stands in for the style module's train() (the distribution tests keep weights).
@@ -123,50 +148,57 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
     The test split is deliberately not read here: no training decision may see it. The curves
     (one row per epoch) are the style's record: `evaluate` sums them up beside the test score,
     in one metrics file per style. A run that was killed resumes from its last completed epoch
-    (see resume.py).
+    (see resume.py); one interrupted (Ctrl-C, SIGTERM) says in which epoch, and from where.
     """
     if style not in STYLES:
         raise StageError(f"no style {style!r}; the styles are {', '.join(STYLES)}")
     params = load_params()
     train = train or style_module(style).train
-    print(f"{style}: {training_device()}", flush=True)
-    train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
     out, backup_dir, scratch = where_to_write(style, params.distribute)
-    backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
-    resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
-    if not resumed_after:
-        shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
+    backup = None
+    try:
+        print(f"{style}: {training_device()}", flush=True)
+        train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
+        backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
+        resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
+        if not resumed_after:
+            shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
 
-    start = time.perf_counter()
-    if backup.finished:  # killed after training, while writing outputs
-        history = backup.state["history"]
-    else:
-        try:
-            _, history = train_on(train, params, train_split, val_split, backup, log_dir)
-        except StageError:
-            backup.remove()  # it would only lead to the same failure again
-            raise
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        if backup.finished:  # killed after training, while writing outputs
+            history = backup.state["history"]
+        else:
+            try:
+                _, history = train_on(train, params, train_split, val_split, backup, log_dir)
+            except StageError:
+                backup.remove()  # it would only lead to the same failure again
+                raise
+        seconds = time.perf_counter() - start
 
-    metrics = style_metrics(history)  # refuses a run whose figures are not finite
-    model_path = out / MODELS_DIR / f"{style}.keras"
-    publish_keras(backup.best_model, model_path)
-    write_csv(epoch_rows(history), out / PLOTS_DIR / f"{style}.csv")
-    write_json(fingerprint(params.train.intra_op_threads), out / MACHINE_DIR / f"{style}.json")
-    epochs_timed = metrics["epochs_run"] - resumed_after
-    write_json(
-        {
-            "train_seconds": round(seconds, 2),
-            "epochs_timed": epochs_timed,
-            "samples_per_second": round(epochs_timed * len(train_split) / seconds)
-            if epochs_timed
-            else 0,
-        },
-        out / TIMING_DIR / f"{style}.json",
-    )
-    backup.remove()
-    if scratch:
-        shutil.rmtree(scratch)
+        metrics = style_metrics(history)  # refuses a run whose figures are not finite
+        model_path = out / MODELS_DIR / f"{style}.keras"
+        publish_keras(backup.best_model, model_path)
+        write_csv(epoch_rows(history), out / PLOTS_DIR / f"{style}.csv")
+        write_json(fingerprint(params.train.intra_op_threads), out / MACHINE_DIR / f"{style}.json")
+        epochs_timed = metrics["epochs_run"] - resumed_after
+        write_json(
+            {
+                "train_seconds": round(seconds, 2),
+                "epochs_timed": epochs_timed,
+                "samples_per_second": round(epochs_timed * len(train_split) / seconds)
+                if epochs_timed
+                else 0,
+            },
+            out / TIMING_DIR / f"{style}.json",
+        )
+        backup.remove()
+        if scratch:
+            shutil.rmtree(scratch)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (stage.interrupt_on_signals)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)  # a worker's resume points: none resumes
+        said = interrupted(backup, backup_dir, getattr(params, style).epochs)
+        raise type(interrupt)(said) from None
     if at_chance(metrics, params.model.num_classes):
         chance = 1 / params.model.num_classes
         warnings.warn(
