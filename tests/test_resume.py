@@ -351,3 +351,35 @@ def test_under_multi_worker_no_resume_point_outlives_the_job(monkeypatch):
     assert local == (Path(), Path(".backup/train_raw"), None)  # the control: a local run resumes
     for _, _, scratch in (first, second):
         shutil.rmtree(scratch)
+
+
+def holds_interrupts(pid: int) -> bool:
+    """Whether the process blocks SIGINT now, as a trainer does once its first import ran."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.MULTILINE)[1], 16)
+    return bool(blocked >> (signal.SIGINT - 1) & 1)
+
+
+def test_a_ctrl_c_while_tensorflow_loads_ends_in_the_same_one_line(stage_dir):
+    """Sent while the trainer still imports TensorFlow: held until training starts, then the
+    same line as mid-training, and the trainer stops before it trains or writes anything."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    trainer = subprocess.Popen(
+        [sys.executable, *stage_argv("train_raw")],
+        cwd=stage_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while not holds_interrupts(trainer.pid):
+        assert trainer.poll() is None
+        time.sleep(0.001)
+    assert "tensorflow" not in Path(f"/proc/{trainer.pid}/maps").read_text()  # still loading
+    trainer.send_signal(signal.SIGINT)
+    stdout, stderr = trainer.communicate()
+
+    assert trainer.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "train_raw: interrupted before training began; no resume point: "
+        "`dvc repro` starts again from epoch 1"
+    )
+    assert stdout == ""  # not even the device line: it stopped as training began
+    assert not [path for path in OUTPUTS if (stage_dir / path).exists()]

@@ -23,17 +23,29 @@ class Terminated(KeyboardInterrupt):
     both end a stage the same way."""
 
 
+INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
 def interrupt_on_signals() -> None:
-    """Make Ctrl-C and SIGTERM raise in the stage, where it can say how far it got. Repeats are
-    ignored: a second Ctrl-C must not cut short the line that the first one leads to."""
+    """Make Ctrl-C and SIGTERM raise in the stage, where it can say how far it got; until
+    `deliver_interrupts()` they are held (blocked), so that one arriving while TensorFlow loads
+    is raised there too, not as a traceback from inside an import. Repeats are ignored: a
+    second Ctrl-C must not cut short the line that the first one leads to."""
 
     def interrupt(signum, frame):
-        for each in (signal.SIGINT, signal.SIGTERM):
+        for each in INTERRUPTS:
             signal.signal(each, signal.SIG_IGN)
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-    for each in (signal.SIGINT, signal.SIGTERM):
+    for each in INTERRUPTS:
         signal.signal(each, interrupt)
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+
+
+def deliver_interrupts() -> None:
+    """Raise a held Ctrl-C or SIGTERM now, and any later one as it comes (interrupt_on_signals);
+    where nothing holds them, as in a test, this changes nothing."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
 def run_stage(main: Callable[[], str], name: str | None = None) -> None:

@@ -41,6 +41,7 @@ from trainstyles.stage import (
     PLOTS_DIR,
     SPLIT_DIR,
     TIMING_DIR,
+    deliver_interrupts,
 )
 from trainstyles.styles import Run, style_module
 
@@ -157,6 +158,7 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
     out, backup_dir, scratch = where_to_write(style, params.distribute)
     backup = None
     try:
+        deliver_interrupts()  # one held since the trainer started is raised here
         print(f"{style}: {training_device()}", flush=True)
         train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
