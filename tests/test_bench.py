@@ -117,6 +117,7 @@ def results_file(path):
     summary["pipeline"] = {
         "stages": {"prepare": {"seconds": 0.7, "peak_rss_mb": 124.2}},
         "full_repro_seconds": 12.3,
+        "epochs_run": {"train_raw": 4},
         "noop_repro_seconds": {"median": 1.5, "min": 1.2, "max": 1.7},
     }
     path.write_text(json.dumps(summary))
@@ -136,6 +137,15 @@ def test_the_page_is_rendered_from_a_results_file_without_measuring(tmp_path):
     assert "| limit | 0.50 |  |  | 1.00 |" in block
     assert "| prepare | 0.7 | 124 |" in block and "| dvc repro -f (all 1) | 12.3 |  |" in block
     assert "on Test CPU, 2 cores" in block
+    # 12.3 s less 4 epochs at train_raw's median of 2.0 s.
+    assert "| fixed overhead: the above less its 4 epochs at their medians | 4.3 |  |" in block
+
+
+def test_results_that_did_not_count_the_epochs_show_no_overhead(tmp_path):
+    results = json.loads(results_file(tmp_path / "results.json").read_text())
+    del results["pipeline"]["epochs_run"]
+    assert bench.fixed_overhead(results) is None
+    assert "fixed overhead" not in bench.page_text(results)
 
 
 def test_a_page_without_the_block_is_an_error_not_a_silent_pass(tmp_path):
