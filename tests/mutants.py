@@ -107,6 +107,13 @@ MUTANTS = [
         ("tests/test_determinism.py",),
     ),
     Mutant(
+        "train.jit_compile: true compiles every style through XLA",
+        "src/trainstyles/determinism.py",
+        "    if xla:\n",
+        "    if False:\n",
+        ("tests/test_xla.py",),
+    ),
+    Mutant(
         "a file output appears whole or not at all",
         "src/trainstyles/outputs.py",
         '    temp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")',

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, learnable_split, tiny_params
 from trainstyles import bench
 from trainstyles.commands import copy_worktree
-from trainstyles.params import ModelParams
+from trainstyles.params import STYLES, ModelParams
 
 TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0)
 
@@ -164,3 +164,21 @@ def test_results_written_elsewhere_leave_the_page_alone(tmp_path, monkeypatch):
     source = results_file(tmp_path / "lever.json")
     assert bench.main(["--page", "--out", str(source)]) == 0
     assert page.read_text() == "<!-- bench -->\nthe committed figures\n<!-- /bench -->\n"
+
+
+def test_each_style_is_timed_again_with_xla_unless_told_not_to():
+    assert bench.contenders(xla=True, peer=True) == [
+        *STYLES,
+        *(f"{style} (XLA)" for style in STYLES),
+        "pytorch",
+    ]
+    assert bench.contenders(xla=False, peer=False) == list(STYLES)
+
+
+def test_the_page_says_what_the_xla_rows_are_only_when_it_has_them(tmp_path):
+    results = json.loads(results_file(tmp_path / "results.json").read_text())
+    assert "(XLA)" not in bench.page_text(results)
+    results["epochs"]["train_raw (XLA)"] = results["epochs"]["train_raw"]
+    text = bench.page_text(results)
+    assert "| train_raw (XLA) | 2.00 (1.00-3.00) |" in text
+    assert "The rows marked (XLA) train with `train.jit_compile: true`" in text

@@ -6,8 +6,9 @@ Three yardsticks, measured in the same run on the same machine (docs/bench.md: h
 - the limit: the FLOPs of an epoch divided by the machine's measured matrix-multiply throughput;
 - the pipeline: each stage's wall time and peak resident memory in a full `dvc repro -f`, and
   the time of a `dvc repro` with nothing to do.
+Each style is timed as params.yaml trains it and again with XLA (`train.jit_compile: true`).
 
-    python -m trainstyles.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--out FILE.json]
+    python -m trainstyles.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--no-xla] [--out F]
     python -m trainstyles.bench --page      (docs/bench.md's tables from bench/results.json)
 
 Either way docs/bench.md's tables are rewritten from bench/results.json, so nobody types a
@@ -37,6 +38,7 @@ from trainstyles.params import STYLES, ModelParams, Params, load_params
 from trainstyles.stage import METRICS_DIR, SPLIT_DIR
 
 PEER = "pytorch"
+XLA = " (XLA)"  # a style's contender with train.jit_compile true: "train_fit (XLA)"
 RESULTS = Path("bench/results.json")
 
 
@@ -193,6 +195,12 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
         f"{limit['gemm_gflops']:.0f} GFLOP/s, the best rate of the run (the model's own "
         f"shapes, batch by each layer, reached {shapes} GFLOP/s).",
     ]
+    if any(name.endswith(XLA) for name in results["epochs"]):
+        parts.insert(
+            2,
+            f"The rows marked{XLA} train with `train.jit_compile: true`, which turns "
+            "TensorFlow's op determinism off ([reproducibility.md](reproducibility.md)).",
+        )
     if results.get("peer_skipped"):
         parts.insert(1, results["peer_skipped"] + ".")
     if results.get("pipeline"):
@@ -340,7 +348,16 @@ def timed_run(name: str, epochs: int) -> list[float]:
     train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
     if name == PEER:
         return timed_peer(params, train, val, epochs)
-    return timed_style(name, params, train, val, epochs)
+    style = name.removesuffix(XLA)
+    if style != name:
+        xla = params.train.model_copy(update={"jit_compile": True})
+        params = params.model_copy(update={"train": xla})
+    return timed_style(style, params, train, val, epochs)
+
+
+def contenders(xla: bool, peer: bool) -> list[str]:
+    """Each style, each again with XLA where `xla`, and the peer where it can run."""
+    return [*STYLES] + [style + XLA for style in STYLES if xla] + [PEER] * peer
 
 
 def timed_in_child(name: str, epochs: int) -> list[float]:
@@ -361,12 +378,12 @@ def timed_in_child(name: str, epochs: int) -> list[float]:
     return json.loads(child.stdout.splitlines()[-1])
 
 
-def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None]) -> dict:
+def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None], xla: bool) -> dict:
     """Each style, and the peer where installed, `repeats` times, interleaved: repeat r runs
     every contender once before repeat r+1 starts, in an order that rotates. The GEMM rate is
     measured at the start of each repeat too: how fast the shared machine was just then."""
     skipped = peer_available()
-    names = [*STYLES] if skipped else [*STYLES, PEER]
+    names = contenders(xla, peer=not skipped)
     if skipped:
         say(skipped)
     times: dict[str, list[list[float]]] = {name: [] for name in names}
@@ -549,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--doc", type=Path, help=f"the page to rewrite ({BENCH_PAGE} when --out is {RESULTS})"
     )
-    parser.add_argument("--run", choices=[*STYLES, PEER], help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--no-xla", action="store_true", help="skip the styles' XLA timings")
+    parser.add_argument("--run", choices=contenders(xla=True, peer=True), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Results written elsewhere (a trial of a lever) leave the page, which shows RESULTS, alone.
     page = args.doc or (BENCH_PAGE if args.out == RESULTS else None)
@@ -568,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params()
     results = {"machine": machine()}
     pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say)
-    measured = epoch_figures(args.repeats, args.epochs, say)
+    measured = epoch_figures(args.repeats, args.epochs, say, xla=not args.no_xla)
     # A shared machine runs at the speed its neighbours leave it: the square GEMM's rate before
     # the pipeline and at each repeat shows how fast it was, and the best of them is the limit's.
     gemm_seen = ([pipeline["gemm_flops_per_second"]] if pipeline else []) + measured["gemm_rates"]

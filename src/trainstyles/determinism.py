@@ -2,8 +2,11 @@
 
 import tensorflow as tf
 
+# The public API only turns op determinism on; Keras' own tests turn it off with this.
+from tensorflow.python.framework.config import disable_op_determinism
 
-def deterministic_kernels(intra_op_threads: int) -> None:
+
+def deterministic_kernels(intra_op_threads: int, xla: bool = False) -> None:
     """Only deterministic kernels, each op split among a fixed number of threads.
 
     TensorFlow splits an op such as a matmul among one thread per core by default, and on
@@ -11,6 +14,15 @@ def deterministic_kernels(intra_op_threads: int) -> None:
     bits at any thread count). A fixed number makes the bits independent of the cores a
     machine or a container has. TensorFlow fixes its thread pools when it starts: call this
     before its first op.
+
+    With `xla` (`train.jit_compile`), TensorFlow's op determinism is off instead: Keras
+    compiles fit() without XLA whenever it is on, without a word, while the raw loop's
+    tf.function would still use XLA, and the styles would no longer be the same math. The
+    threads stay fixed; that XLA's compiled code repeats its bits is then measured
+    (docs/reproducibility.md), no longer guaranteed by TensorFlow.
     """
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-    tf.config.experimental.enable_op_determinism()
+    if xla:
+        disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()

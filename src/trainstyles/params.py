@@ -43,7 +43,8 @@ class TrainParams(Section):
 
     batch_size: PositiveInt
     learning_rate: PositiveFloat
-    # XLA has no deterministic kernels for some ops: an explicit choice, never Keras' "auto".
+    # XLA in every style; it turns TensorFlow's op determinism off (determinism.py). An explicit
+    # choice, never Keras' "auto".
     jit_compile: bool
     # Training steps per call into the compiled graph: fewer Python round trips, same math.
     steps_per_execution: PositiveInt

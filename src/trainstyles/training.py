@@ -78,7 +78,7 @@ def train_on(
     on every replica; the global batch stays `train.batch_size`, split among the replicas.
     """
     # First: TensorFlow fixes its thread pools and devices when it starts.
-    deterministic_kernels(params.train.intra_op_threads)
+    deterministic_kernels(params.train.intra_op_threads, xla=params.train.jit_compile)
     strategy = distribution(params.distribute)
     if params.distribute.strategy != "none":
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas", flush=True)
