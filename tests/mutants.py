@@ -31,14 +31,14 @@ MUTANTS = [
     Mutant(
         "a resume point made with other params, data or code is discarded",
         "src/trainstyles/resume.py",
-        "    return digest.hexdigest()\n\n\nclass Backup",
-        '    return "constant"\n\n\nclass Backup',
+        "    return digest.hexdigest()\n\n\ndef latest_point",
+        '    return "constant"\n\n\ndef latest_point',
         ("tests/test_resume.py",),
     ),
     Mutant(
         "a killed stage resumes from its last resume point",
         "src/trainstyles/resume.py",
-        "        self.point = points[-1] if points else None",
+        "        self.point = latest_point(directory)",
         "        self.point = None",
         ("tests/test_resume.py", "-k", "killed_mid_epoch"),
     ),
