@@ -5,7 +5,9 @@ PYTHON ?= python3
 # The stages run `python`: the environment's, whatever the caller's PATH holds.
 export PATH := $(abspath $(BIN)):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages by name; apt's lists are refreshed only when the install fails without it.
 APT_INSTALL := $(SUDO) apt-get install -y -q --no-install-recommends
+apt_install = { $(APT_INSTALL) $(1) || { $(SUDO) apt-get update -q && $(APT_INSTALL) $(1); }; }
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 
@@ -107,13 +109,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # Vega, Vega-Lite and Vega-Embed for `dvc plots show`'s page (.dvc/plots-page.html loads them
 # from here, so the page needs no network), as package-lock.json pins them.
 node_modules/.package-lock.json: package.json package-lock.json
-	@command -v npm >/dev/null || $(APT_INSTALL) nodejs npm || { $(SUDO) apt-get update -q && $(APT_INSTALL) nodejs npm; }
+	@command -v npm >/dev/null || $(call apt_install,nodejs npm)
 	npm ci --no-audit --no-fund
 	touch $@
 
 # The browser tests' headless Chromium.
 chromium:
-	@command -v chromium >/dev/null || $(APT_INSTALL) chromium || { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium; }
+	@command -v chromium >/dev/null || $(call apt_install,chromium)
 
 # prepare finds the data by itself (FASHION_MNIST_DIR, Debian's package, the Keras cache, the
 # download); here we only install Debian's package when none of the local copies exists.
@@ -121,8 +123,7 @@ data:
 	@if [ -n "$$FASHION_MNIST_DIR" ] || [ -d $(DEBIAN_DATA) ] || [ -f $(KERAS_DATA)/train-images-idx3-ubyte.gz ]; then \
 		true; \
 	elif command -v apt-get >/dev/null; then \
-		$(APT_INSTALL) dataset-fashion-mnist \
-		|| { $(SUDO) apt-get update -q && $(APT_INSTALL) dataset-fashion-mnist; }; \
+		$(call apt_install,dataset-fashion-mnist); \
 	else \
 		echo "Fashion-MNIST not found locally and no apt-get: the prepare stage will download it"; \
 	fi
