@@ -183,6 +183,13 @@ MUTANTS = [
         "  train_clipped:\n    cmd: python",
         ("tests/test_report.py", "-k", "experiments"),
     ),
+    Mutant(
+        "a stage's lines reach DVC before its process ends",
+        "src/trainstyles/stage.py",
+        "    sys.stdout.flush()\n    sys.stderr.flush()\n    os._exit(status)",
+        "    os._exit(status)",
+        ("tests/test_faults.py", "-k", "reach_a_pipe"),
+    ),
 ]
 
 

@@ -302,3 +302,41 @@ def test_a_full_disk_while_writing_leaves_no_partial_file(tmp_path):
     assert line.startswith("prepare: error: cannot write data/prepared: ")
     assert line.endswith("requested and 99872 written; nothing written")  # numpy's short write
     assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+
+
+# A stage whose work is a print to stdout, a StageWarning and then success or a StageError.
+PRINTING_STAGE = """
+import sys, warnings
+from trainstyles import StageError, StageWarning
+from trainstyles.stage import run_stage
+
+def main():
+    print("working")
+    warnings.warn("looks odd", StageWarning, stacklevel=1)
+    if sys.argv[1] == "fail":
+        raise StageError("it broke")
+    return "done"
+
+run_stage(main, name="printing")
+"""
+
+
+@pytest.mark.parametrize("outcome", ["succeed", "fail"])
+def test_a_stages_lines_reach_a_pipe_whole_though_its_process_skips_teardown(tmp_path, outcome):
+    """Run as DVC runs a stage, run_stage ends the process without the interpreter's teardown,
+    which would flush the output buffers: with Python's default buffering of a pipe, it must
+    flush them itself."""
+    script = tmp_path / "printing.py"
+    script.write_text(PRINTING_STAGE)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [sys.executable, str(script), outcome],
+        env=env | {"PYTHONPATH": str(REPO / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if outcome == "succeed":
+        assert (result.returncode, result.stdout) == (0, "working\nprinting: done\n")
+        assert result.stderr.splitlines()[-1] == "printing: warning: looks odd"
+    else:
+        assert (result.returncode, result.stdout) == (1, "working\n")
+        assert result.stderr.splitlines()[-1] == "printing: error: it broke"

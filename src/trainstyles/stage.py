@@ -1,5 +1,7 @@
 """What every stage script shares: where things live, and one-line results and errors."""
 
+import logging
+import os
 import signal
 import sys
 import warnings
@@ -48,10 +50,30 @@ def deliver_interrupts() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
+def end_stage(status: int) -> None:
+    """End the stage with `status`: where the stage is its process's own program, as DVC runs
+    it (`python stages/<stage>.py`), the process ends here, without the interpreter's teardown.
+
+    A stage has closed its outputs and renamed them into place before this, so teardown has
+    nothing left to save; yet in a process that loaded TensorFlow it takes seconds (its thread
+    pools, and the objects of thousands of modules), at the end of every training stage. Run
+    inside another program (a test's harness), a stage returns or raises SystemExit as usual.
+    """
+    if sys.orig_argv[1:2] != sys.argv[:1]:  # `python -c …`, pytest: not the stage's own process
+        if status:
+            sys.exit(status)
+        return
+    logging.shutdown()  # flushes the handlers that buffer, absl's among them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def run_stage(main: Callable[[], str], name: str | None = None) -> None:
-    """Run a stage; print the one line it returns, then one line per StageWarning it gave, or
-    its error as one line and exit 1, or on Ctrl-C one line (what the KeyboardInterrupt says)
-    and exit 130 (143 for SIGTERM). Each line starts with `name`, by default the script's.
+    """Run a stage and end it (`end_stage`): print the one line it returns, then one line per
+    StageWarning it gave, exit 0; or its error as one line and exit 1; or on Ctrl-C one line
+    (what the KeyboardInterrupt says) and exit 130 (143 for SIGTERM). Each line starts with
+    `name`, by default the script's. Anything else is a bug, and ends in its traceback.
 
     Outputs are written whole or not at all (outputs.atomic_path, atomic_dir), so an error or
     an interrupt leaves nothing partial behind for DVC to cache.
@@ -72,16 +94,19 @@ def run_stage(main: Callable[[], str], name: str | None = None) -> None:
             warnings.showwarning = keep_stage_warnings
             summary = main()
     except StageError as error:
-        sys.exit(f"{stage}: error: {error}")
+        print(f"{stage}: error: {error}", file=sys.stderr)
+        end_stage(1)
     except OSError as error:  # a full disk, a missing input, a permission: the file and why
         where = f"{error.filename}: " if error.filename else ""
-        sys.exit(f"{stage}: error: {where}{error.strerror or error}")
+        print(f"{stage}: error: {where}{error.strerror or error}", file=sys.stderr)
+        end_stage(1)
     except KeyboardInterrupt as interrupt:  # Ctrl-C; SIGTERM too after interrupt_on_signals()
         if sys.stdout.isatty():
-            print(flush=True)  # off the line of Keras' progress bar, which has no newline yet
-        print(f"{stage}: {interrupt or 'interrupted'}", file=sys.stderr, flush=True)
+            print()  # off the line of Keras' progress bar, which has no newline yet
+        print(f"{stage}: {interrupt or 'interrupted'}", file=sys.stderr)
         # The shell's exit status for a command ended by a signal: 128 + its number.
-        sys.exit(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
-    print(f"{stage}: {summary}", flush=True)
+        end_stage(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
+    print(f"{stage}: {summary}")
     for warning in said:
-        print(f"{stage}: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"{stage}: warning: {warning}", file=sys.stderr)
+    end_stage(0)
