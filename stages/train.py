@@ -2,13 +2,24 @@
 
 import sys
 
+from trainstyles.params import check_style, load_params
 from trainstyles.stage import interrupt_on_signals, run_stage
 
 # Before TensorFlow loads: Ctrl-C or SIGTERM (docker stop) at any point ends in one line on where
 # the trainer stopped, exit 130 or 143.
 interrupt_on_signals()
-from trainstyles.training import train_style  # noqa: E402
+
+
+def main(style: str) -> str:
+    # A style that does not exist, or params that do not validate: said in one line before
+    # TensorFlow takes its seconds to load.
+    check_style(style)
+    load_params()
+    from trainstyles.training import train_style  # noqa: PLC0415
+
+    return train_style(style)
+
 
 if __name__ == "__main__":
     style = " ".join(sys.argv[1:])
-    run_stage(lambda: train_style(style), name=style or "train")
+    run_stage(lambda: main(style), name=style or "train")

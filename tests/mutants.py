@@ -197,6 +197,13 @@ MUTANTS = [
         "    os._exit(status)",
         ("tests/test_faults.py", "-k", "reach_a_pipe"),
     ),
+    Mutant(
+        "a trainer refuses bad params before it loads TensorFlow",
+        "stages/train.py",
+        "    load_params()\n    from trainstyles.training import train_style  # noqa: PLC0415\n",
+        "    from trainstyles.training import train_style  # noqa: PLC0415\n\n    load_params()\n",
+        ("tests/test_faults.py", "-k", "before_it_loads"),
+    ),
 ]
 
 

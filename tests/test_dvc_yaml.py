@@ -12,13 +12,14 @@ from trainstyles.params import STYLES
 
 PIPELINE = YAML(typ="safe").load(REPO / "dvc.yaml")
 STAGES = PIPELINE["stages"]
-# The modules a stage's script imports, and for a training stage (`train.py <style>`) the
-# modules of its style, which the script imports by name when it runs.
+# The modules a stage's script imports, and for a training stage (`train.py <style>`) those it
+# imports only once its params are valid: the training frame, and its style's, by name.
 LIST_IMPORTED_CODE = """
 import importlib.util, pathlib, sys
 spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
 if sys.argv[2:]:
+    import trainstyles.training
     from trainstyles.styles import style_module
     style_module(sys.argv[2])
 for module in list(sys.modules.values()):

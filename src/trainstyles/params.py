@@ -151,6 +151,11 @@ class Params(SharedParams):
 STYLES = tuple(name for name in Params.model_fields if name not in SharedParams.model_fields)
 
 
+def check_style(style: str) -> None:
+    if style not in STYLES:
+        raise StageError(f"no style {style!r}; the styles are {', '.join(STYLES)}")
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Parse params.yaml as DVC does (YAML 1.2, so 1e-5 is a number) and validate all of it."""
     try:

@@ -26,7 +26,7 @@ from trainstyles.outputs import (
     write_csv,
     write_json,
 )
-from trainstyles.params import STYLES, CallbackParams, DistributeParams, Params, load_params
+from trainstyles.params import CallbackParams, DistributeParams, Params, check_style, load_params
 from trainstyles.resume import (
     BACKUP_DIR,
     Backup,
@@ -151,8 +151,7 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
     in one metrics file per style. A run that was killed resumes from its last completed epoch
     (see resume.py); one interrupted (Ctrl-C, SIGTERM) says in which epoch, and from where.
     """
-    if style not in STYLES:
-        raise StageError(f"no style {style!r}; the styles are {', '.join(STYLES)}")
+    check_style(style)
     params = load_params()
     train = train or style_module(style).train
     out, backup_dir, scratch = where_to_write(style, params.distribute)
