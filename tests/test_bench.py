@@ -34,10 +34,33 @@ def test_ratios_pair_each_repeat_with_the_peers_same_repeat():
     assert bench.paired_ratios(times, "pytorch") == {"train_fit": [2.1, 1.0]}
 
 
-def results(times: dict) -> dict:
+def results(times: dict, profiles: dict | None = None) -> dict:
     limit = {"epoch_seconds": 0.5, "epoch_flops": 1, "gemm_gflops": 1.0}
     measured = {"times": times, "train_size": 1000, "val_size": 100, "peer_skipped": None}
-    return bench.summarise(tiny_params(), measured, limit)
+    return bench.summarise(tiny_params(), measured | {"profiles": profiles or {}}, limit)
+
+
+def profiled_run(imported: float, tracing: float, steps: list[float]) -> dict:
+    return {"import": imported, "tracing": tracing, "parts": {"training steps": steps}}
+
+
+def test_the_profile_table_has_each_contenders_medians_and_blanks_for_unsplit_epochs():
+    summary = results(
+        {"train_fit": [[1.0], [1.0], [1.0]], "train_raw": [[1.0]]},
+        {
+            "train_fit": [
+                profiled_run(5.0, 2.0, [0.5, 0.7]),
+                profiled_run(6.0, 1.0, [0.9, 0.6]),
+                profiled_run(9.0, 3.0, [0.8, 0.8]),
+            ],
+            "train_raw": [{"import": 4.0, "tracing": 1.5, "parts": {}}],
+        },
+    )
+    header, imported, tracing, steps = bench.profile_table(summary).splitlines()
+    assert header.split() == ["seconds", "(median)", "train_fit", "train_raw"]
+    assert imported.split()[-2:] == ["6.00", "4.00"]
+    assert tracing.split()[-2:] == ["2.00", "1.50"]
+    assert steps.split()[-1] == "0.750"  # train_raw's cell is blank: its epochs are not split
 
 
 def test_the_table_has_a_row_per_contender_with_ratios_to_the_peer_and_the_limit():
@@ -81,8 +104,38 @@ def test_peak_rss_reads_this_process_and_zero_for_a_gone_one():
 
 def test_a_style_is_timed_epoch_by_epoch_after_the_warm_up():
     train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
-    seconds = bench.timed_style("train_raw", tiny_params(), train, val, epochs=2)
-    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    timed = bench.timed_style("train_raw", tiny_params(), train, val, epochs=2)
+    assert len(timed["epochs"]) == 2 and all(s > 0 for s in timed["epochs"])
+    assert timed["profile"]["import"] >= 0 and timed["profile"]["parts"] == {}  # no callbacks
+
+
+def test_a_fit_styles_epochs_are_split_into_parts_that_add_up_to_them():
+    train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
+    timed = bench.timed_style("train_fit", tiny_params(), train, val, epochs=2)
+    parts = timed["profile"]["parts"]
+    assert {"ModelCheckpoint.on_epoch_end", "TensorBoard.on_epoch_end"} < set(parts)
+    assert {"BackupAndResume.on_epoch_end", "EarlyStopping.on_epoch_end"} < set(parts)
+    assert all(len(seconds) == 2 for seconds in parts.values())
+    assert all(seconds > 0 for seconds in parts["training steps"] + parts["validation"])
+    for epoch, seconds in enumerate(timed["epochs"]):
+        assert sum(part[epoch] for part in parts.values()) == pytest.approx(seconds)
+
+
+def test_each_part_of_an_epoch_lies_between_its_marks():
+    starts = [0.0, 10.0, 20.0, 30.0]  # the warm-up epoch, two timed ones, the closing one
+    marks = [
+        {"validation_begins": 16.0, "validation_ends": 17.0, "ends": [17.5, 18.0, 19.0]},
+        {"validation_begins": 25.0, "validation_ends": 27.0, "ends": [27.0, 27.5, 29.5]},
+        {"validation_begins": 35.0, "validation_ends": 36.0, "ends": [36.0, 37.0, 38.0]},
+    ]
+    parts = bench.epoch_parts(starts, marks, ["ModelCheckpoint", "TensorBoard"])
+    assert parts == {
+        "training steps": [6.0, 5.0],
+        "validation": [1.0, 2.0],
+        "ModelCheckpoint.on_epoch_end": [0.5, 0.5],
+        "TensorBoard.on_epoch_end": [1.0, 2.0],
+        "the rest": [1.5, 0.5],
+    }
 
 
 def test_the_peer_trains_the_same_epochs():
@@ -108,7 +161,10 @@ def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp
 
 def results_file(path):
     """A results.json as `make bench` writes it, with made-up figures."""
-    summary = results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]})
+    summary = results(
+        {"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]},
+        {"train_raw": [profiled_run(5.25, 1.5, [0.25])]},
+    )
     summary["limit"] |= {"model_shape_gflops": [2.0, 1.5, 0.5]}
     summary["machine"] = {
         "cpu": "Test CPU", "cores": 2, "load_average_at_start": 0.5, "python": "3.11.7",
@@ -137,6 +193,8 @@ def test_the_page_is_rendered_from_a_results_file_without_measuring(tmp_path):
     assert "| limit | 0.50 |  |  | 1.00 |" in block
     assert "| prepare | 0.7 | 124 |" in block and "| dvc repro -f (all 1) | 12.3 |  |" in block
     assert "on Test CPU, 2 cores" in block
+    assert "| per run: import TensorFlow, Keras | 5.25 |" in block
+    assert "| per epoch: training steps | 0.250 |" in block
     # 12.3 s less 4 epochs at train_raw's median of 2.0 s.
     assert "| fixed overhead: the above less its 4 epochs at their medians | 4.3 |  |" in block
 

@@ -16,6 +16,7 @@ figure; results written elsewhere (--out) leave the page alone unless --doc name
 """
 
 import argparse
+import dataclasses
 import importlib.metadata
 import itertools
 import json
@@ -117,6 +118,39 @@ def epoch_rows(results: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def profile_table(results: dict) -> str:
+    return format_rows(profile_rows(results))
+
+
+def profile_rows(results: dict) -> list[tuple[str, ...]]:
+    """Where each style's time goes, in median seconds: per run, the import and the tracing;
+    per epoch, the parts of a fit-based style's epoch. The raw loop has no callbacks to mark:
+    its epoch is not split."""
+    profiles = results.get("profile") or {}
+    parts = list(dict.fromkeys(part for p in profiles.values() for part in p["parts"]))
+    rows = [("seconds (median)", *profiles)]
+    rows.append(
+        ("per run: import TensorFlow, Keras", *(f"{p['import']:.2f}" for p in profiles.values()))
+    )
+    rows.append(
+        (
+            "per run: tracing (warm-up epoch's excess)",
+            *(f"{p['tracing']:.2f}" for p in profiles.values()),
+        )
+    )
+    for part in parts:
+        rows.append(
+            (
+                f"per epoch: {part}",
+                *(
+                    f"{p['parts'][part]:.3f}" if part in p["parts"] else ""
+                    for p in profiles.values()
+                ),
+            )
+        )
+    return rows
+
+
 def fixed_overhead(results: dict) -> dict | None:
     """What a full `dvc repro -f` spends beyond its epochs: the run's wall time less each style's
     epochs at that style's median epoch (imports, tracing, data loading, evaluate, DVC itself).
@@ -203,6 +237,14 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
         )
     if results.get("peer_skipped"):
         parts.insert(1, results["peer_skipped"] + ".")
+    if results.get("profile"):
+        parts.append(
+            "Where the time goes: each style's profile, from the same runs. Per run, the "
+            "import of TensorFlow and Keras and the tracing; per epoch of a fit-based style, "
+            "the training steps, the validation, each callback's epoch end, and the rest "
+            "(fit()'s own work between them). The raw loop has no callbacks to mark."
+        )
+        parts.append(markdown_table(profile_rows(results)))
     if results.get("pipeline"):
         parts.append(markdown_table(pipeline_rows(results)))
     else:
@@ -264,27 +306,44 @@ def limit_figures(
 # --- The styles, timed epoch by epoch -------------------------------------------------------------
 
 
-def timed_style(style: str, params: Params, train: Split, val: Split, epochs: int) -> list[float]:
+def timed_style(style: str, params: Params, train: Split, val: Split, epochs: int) -> dict:
     """Seconds of `epochs` epochs of `style` as the pipeline runs it: its callbacks,
-    checkpoint, TensorBoard and resume points included.
+    checkpoint, TensorBoard and resume points included; and where the time went.
 
     Every style starts each epoch through `EpochBatches.start_epoch`, so a subclass that notes
     the time there splits any style's run into epochs without touching the style's code. An
     epoch lasts from its start to the next one's: the run has a warm-up epoch first (tracing)
     and one more at the end, whose start closes the last timed epoch, so that neither tracing
     nor the teardown after training counts.
+
+    The profile (`profile`): the import of TensorFlow and Keras, the warm-up epoch's excess over
+    the median (tracing), and for the fit-based styles each epoch split at marks placed around
+    and between the frame's callbacks (`epoch_parts`).
     """
+    start = time.perf_counter()
     from trainstyles import training  # noqa: PLC0415 - the pipeline part needs no TensorFlow
+
+    imported = time.perf_counter() - start
     from trainstyles.data import EpochBatches  # noqa: PLC0415
     from trainstyles.resume import Backup  # noqa: PLC0415
     from trainstyles.styles import style_module  # noqa: PLC0415
 
     starts: list[float] = []
+    marks: list[dict] = []
+    callback_names: list[str] = []
 
     class TimedEpochs(EpochBatches):
         def start_epoch(self, epoch: int) -> None:
             starts.append(time.perf_counter())
             super().start_epoch(epoch)
+
+    def train_with_marks(params: Params, run):
+        def callbacks(*args, **kwargs):
+            frame = run.fit_callbacks(*args, **kwargs)
+            callback_names[:] = [type(callback).__name__ for callback in frame]
+            return interleaved_marks(frame, marks)
+
+        return style_module(style).train(params, dataclasses.replace(run, fit_callbacks=callbacks))
 
     # Every epoch runs: no early stop in so few epochs, but the budget is the bench's.
     style_params = getattr(params, style).model_copy(update={"epochs": epochs + 2})
@@ -292,9 +351,67 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
     with tempfile.TemporaryDirectory(prefix=f"bench-{style}-") as work:
         backup = Backup(Path(work) / "backup", fingerprint="bench")
         logs = Path(work) / "logs"
-        train_style = style_module(style).train
-        training.train_on(train_style, params, train, val, backup, logs, TimedEpochs)
-    return list(np.diff(starts[1:]))
+        training.train_on(train_with_marks, params, train, val, backup, logs, TimedEpochs)
+    seconds = list(np.diff(starts[1:]))
+    profile = {
+        "import": imported,
+        "tracing": starts[1] - starts[0] - statistics.median(seconds),
+        "parts": epoch_parts(starts, marks[1:], callback_names) if marks else {},
+    }
+    return {"epochs": seconds, "profile": profile}
+
+
+def interleaved_marks(callbacks: list, marks: list[dict]) -> list:
+    """`callbacks` with a mark before, between and after them. Each epoch, the marks note in
+    `marks` when validation began and ended and when each reached its `on_epoch_end`: fit()
+    calls the callbacks in order, so the time between two marks is the callback's between them.
+    """
+    import keras  # noqa: PLC0415
+
+    class Mark(keras.callbacks.Callback):
+        def __init__(self, position: int, last: bool):
+            super().__init__()
+            self.position, self.last = position, last
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.position == 0:
+                marks.append({"ends": []})
+
+        def on_test_begin(self, logs=None):
+            if self.position == 0:
+                marks[-1]["validation_begins"] = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            if self.last:
+                marks[-1]["validation_ends"] = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            marks[-1]["ends"].append(time.perf_counter())
+
+    marked = [Mark(0, last=not callbacks)]
+    for position, callback in enumerate(callbacks, start=1):
+        marked += [callback, Mark(position, last=position == len(callbacks))]
+    return marked
+
+
+def epoch_parts(starts: list[float], marks: list[dict], names: list[str]) -> dict[str, list]:
+    """The timed epochs (those after the warm-up, each from its start to the next one's) split
+    into seconds of training steps, validation, each callback's `on_epoch_end` (by class name;
+    `names` in their order) and the rest (fit()'s own work between them): one list each."""
+    parts: dict[str, list] = {"training steps": [], "validation": []}
+    parts |= {f"{name}.on_epoch_end": [] for name in names}
+    parts["the rest"] = []
+    for begins, ends, mark in zip(starts[1:], starts[2:], marks, strict=False):
+        measured = {
+            "training steps": mark["validation_begins"] - begins,
+            "validation": mark["validation_ends"] - mark["validation_begins"],
+        }
+        for name, before, after in zip(names, mark["ends"][:-1], mark["ends"][1:], strict=True):
+            measured[f"{name}.on_epoch_end"] = after - before
+        measured["the rest"] = ends - begins - sum(measured.values())
+        for part, seconds in measured.items():
+            parts[part].append(seconds)
+    return parts
 
 
 def timed_peer(params: Params, train: Split, val: Split, epochs: int) -> list[float]:
@@ -342,12 +459,12 @@ def peer_available() -> str | None:
     return None
 
 
-def timed_run(name: str, epochs: int) -> list[float]:
-    """One contender's epochs, timed in the current process on data/split."""
+def timed_run(name: str, epochs: int) -> dict:
+    """One contender's epochs (and a style's profile), timed in this process on data/split."""
     params = load_params()
     train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
     if name == PEER:
-        return timed_peer(params, train, val, epochs)
+        return {"epochs": timed_peer(params, train, val, epochs)}
     style = name.removesuffix(XLA)
     if style != name:
         xla = params.train.model_copy(update={"jit_compile": True})
@@ -360,7 +477,7 @@ def contenders(xla: bool, peer: bool) -> list[str]:
     return [*STYLES] + [style + XLA for style in STYLES if xla] + [PEER] * peer
 
 
-def timed_in_child(name: str, epochs: int) -> list[float]:
+def timed_in_child(name: str, epochs: int) -> dict:
     """`timed_run` in a fresh process, as DVC runs a stage: no contender inherits another's
     thread pools or memory.
 
@@ -387,11 +504,15 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None], xla: bo
     if skipped:
         say(skipped)
     times: dict[str, list[list[float]]] = {name: [] for name in names}
+    profiles: dict[str, list[dict]] = {name: [] for name in names if name != PEER}
     gemm_rates = []
     for repeat in range(repeats):
         gemm_rates.append(matmul_flops_per_second(*SQUARE_GEMM))
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-            times[name].append(timed_in_child(name, epochs))
+            timed = timed_in_child(name, epochs)
+            times[name].append(timed["epochs"])
+            if "profile" in timed:
+                profiles[name].append(timed["profile"])
             median = statistics.median(times[name][-1])
             say(f"repeat {repeat + 1}/{repeats}: {name} {median:.2f} s/epoch")
     train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
@@ -399,6 +520,7 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None], xla: bo
         "train_size": len(train),
         "val_size": len(val),
         "times": times,
+        "profiles": profiles,
         "peer_skipped": skipped,
         "gemm_rates": gemm_rates,  # FLOP/s, one per repeat
     }
@@ -535,6 +657,9 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
     ratios = paired_ratios(times, PEER) if PEER in times else {}
     return {
         "epochs": epochs,
+        "profile": {
+            name: profile_medians(runs) for name, runs in measured.get("profiles", {}).items()
+        },
         "ratio_to_peer": {name: spread(values) for name, values in ratios.items()},
         "limit": limit,
         "times": times,
@@ -544,6 +669,20 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
             "val_size": measured["val_size"],
             "batch_size": params.train.batch_size,
             "train": params.train.model_dump(),
+        },
+    }
+
+
+def profile_medians(runs: list[dict]) -> dict:
+    """One contender's profile over its repeats: the median import and tracing of a run, and
+    the median seconds of each part of an epoch over all its timed epochs."""
+    parts = runs[0]["parts"]
+    return {
+        "import": statistics.median(run["import"] for run in runs),
+        "tracing": statistics.median(run["tracing"] for run in runs),
+        "parts": {
+            part: statistics.median(seconds for run in runs for seconds in run["parts"][part])
+            for part in parts
         },
     }
 
@@ -604,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"\n{epoch_table(results)}")
+    print(f"\n{profile_table(results)}")
     seen = ", ".join(f"{rate:.0f}" for rate in results["machine"]["gemm_gflops_seen"])
     print(f"square GEMM rates during the run, in order: {seen} GFLOP/s")
     if pipeline:
