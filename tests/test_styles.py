@@ -106,17 +106,18 @@ def weight_histograms(
         model.layers[1].kernel.assign(model.layers[1].kernel * 3.0 + 0.25)
     callback.on_train_end()
     model.set_weights(weights)
-    return {
-        tag: [(step, values.tobytes()) for step, values in zip(*values_by_step, strict=True)]
-        for tag, values_by_step in histogram_events(log_dir / "train").items()
-    }
+    return histogram_events(log_dir / "train")
 
 
 def histogram_events(run_dir: Path) -> dict:
+    """Tag → [(step, the histogram's bytes)] of every histogram in one run's events."""
     events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     events.Reload()
     return {
-        tag: ([event.step for event in events.Tensors(tag)], summaries(run_dir)[tag][1])
+        tag: [
+            (event.step, tf.make_ndarray(event.tensor_proto).tobytes())
+            for event in events.Tensors(tag)
+        ]
         for tag in events.Tags()["tensors"]
         if events.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"
     }
