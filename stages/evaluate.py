@@ -5,22 +5,26 @@ its curves, so that `dvc metrics show` has one row per style with the same colum
 """
 
 from trainstyles.data import load_split
-from trainstyles.determinism import deterministic_kernels
-from trainstyles.evaluation import (
-    agreement,
-    confusion_rows,
-    identical_weights,
-    load_model,
-    predict,
-    score_logits,
-)
 from trainstyles.outputs import atomic_dir, read_history, style_metrics, write_csv, write_json
 from trainstyles.params import STYLES, load_params
 from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
 def main() -> str:
-    deterministic_kernels(load_params().train.intra_op_threads)  # the models' own, as trained
+    # Params that do not validate are said in one line before TensorFlow takes its seconds to
+    # load, as the trainers do.
+    params = load_params()
+    from trainstyles.determinism import deterministic_kernels  # noqa: PLC0415
+    from trainstyles.evaluation import (  # noqa: PLC0415
+        agreement,
+        confusion_rows,
+        identical_weights,
+        load_model,
+        predict,
+        score_logits,
+    )
+
+    deterministic_kernels(params.train.intra_op_threads)  # the models' own, as trained
     test = load_split(SPLIT_DIR / "test")
     models = {style: load_model(MODELS_DIR / f"{style}.keras") for style in STYLES}
     results, predictions = {}, {}

@@ -202,7 +202,14 @@ MUTANTS = [
         "stages/train.py",
         "    load_params()\n    from trainstyles.training import train_style  # noqa: PLC0415\n",
         "    from trainstyles.training import train_style  # noqa: PLC0415\n\n    load_params()\n",
-        ("tests/test_faults.py", "-k", "before_it_loads"),
+        ("tests/test_faults.py", "-k", "before_it_loads and train_fit"),
+    ),
+    Mutant(
+        "evaluate refuses bad params before it loads TensorFlow",
+        "stages/evaluate.py",
+        "from trainstyles.data import load_split\n",
+        "import tensorflow  # noqa: F401\nfrom trainstyles.data import load_split\n",
+        ("tests/test_faults.py", "-k", "before_it_loads and evaluate"),
     ),
 ]
 

@@ -12,14 +12,17 @@ from trainstyles.params import STYLES
 
 PIPELINE = YAML(typ="safe").load(REPO / "dvc.yaml")
 STAGES = PIPELINE["stages"]
-# The modules a stage's script imports, and for a training stage (`train.py <style>`) those it
-# imports only once its params are valid: the training frame, and its style's, by name.
+# The modules a stage's script imports, those it imports inside its functions once its params
+# are valid (the TensorFlow part), and for a training stage (`train.py <style>`) its style's, by
+# name.
 LIST_IMPORTED_CODE = """
-import importlib.util, pathlib, sys
+import ast, importlib, importlib.util, pathlib, sys
 spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
+for node in ast.walk(ast.parse(pathlib.Path(sys.argv[1]).read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module.startswith("trainstyles"):
+        importlib.import_module(node.module)
 if sys.argv[2:]:
-    import trainstyles.training
     from trainstyles.styles import style_module
     style_module(sys.argv[2])
 for module in list(sys.modules.values()):
@@ -33,6 +36,7 @@ def script_and_args(stage: str) -> list[str]:
     return STAGES[stage]["cmd"].split(" python ", 1)[1].split()
 
 
+@pytest.mark.slow  # a process per stage, most of them loading TensorFlow
 @pytest.mark.parametrize("stage", STAGES)
 def test_code_deps_are_exactly_the_modules_the_stage_imports(stage):
     script, *args = script_and_args(stage)

@@ -342,9 +342,10 @@ def test_a_stages_lines_reach_a_pipe_whole_though_its_process_skips_teardown(tmp
         assert result.stderr.splitlines()[-1] == "printing: error: it broke"
 
 
+@pytest.mark.parametrize("stage", ["train_fit", "evaluate"])
 @pytest.mark.parametrize("params_valid", [False, True])
-def test_a_trainer_refuses_bad_params_before_it_loads_tensorflow(split_data, params_valid):
-    """A `tensorflow` that fails on import stands in for the real one: a trainer that loaded
+def test_a_stage_refuses_bad_params_before_it_loads_tensorflow(split_data, stage, params_valid):
+    """A `tensorflow` that fails on import stands in for the real one: a stage that loaded
     TensorFlow before it validated params would end in its traceback instead."""
     if not params_valid:
         set_param(split_data, "train.batch_size", 0)
@@ -352,14 +353,14 @@ def test_a_trainer_refuses_bad_params_before_it_loads_tensorflow(split_data, par
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('TensorFlow loaded')")
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "train.py"), "train_fit"],
+        [sys.executable, *stage_argv(stage)],
         env={**os.environ, "PYTHONPATH": f"{shadow.parent}:{REPO / 'src'}"},
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 1
-    if params_valid:  # the control: the stand-in bites once training starts
+    if params_valid:  # the control: the stand-in bites once the stage's work starts
         assert "ImportError: TensorFlow loaded" in result.stderr
     else:
         assert result.stderr.splitlines()[-1].startswith(
-            "train_fit: error: params.yaml: train.batch_size = 0: "
+            f"{stage}: error: params.yaml: train.batch_size = 0: "
         )
