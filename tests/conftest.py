@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from ruamel.yaml import YAML
 
 from trainstyles import data
@@ -101,6 +102,36 @@ def copy_repo(destination: Path, params: dict | None = None) -> Path:
     for key, value in {"user.name": "trainstyles test", "user.email": "test@ts.invalid"}.items():
         subprocess.run(["git", "config", key, value], cwd=destination, check=True)
     subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def small_run(request, tmp_path_factory) -> Path:
+    """The session's one small run: a copy of this checkout on SMALL params after a full `dvc
+    repro`, committed. Built from the checkout as it is now (a mutant's edit is in it), once per
+    test run: pytest-xdist's workers share it through a lock. Tests take copies (`copy_run`)."""
+    # A pytest-xdist worker has a base directory of its own; their parent is the test run's.
+    worker = getattr(request.config, "workerinput", None)
+    if worker:
+        root = tmp_path_factory.getbasetemp().parent / f"small-run-{worker['testrunuid']}"
+    else:
+        root = tmp_path_factory.getbasetemp() / "small-run"
+    root.mkdir(exist_ok=True)
+    run = root / "repo"
+    with FileLock(root / "lock"):
+        if not (root / "built").exists():
+            shutil.rmtree(run, ignore_errors=True)
+            run.mkdir()
+            copy_repo(run, SMALL)
+            dvc(run, "repro")
+            commit(run, "a small run")
+            (root / "built").touch()
+    return run
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of `run` (the repository with its git history and DVC cache) to change freely."""
+    shutil.copytree(run, destination, symlinks=True)
     return destination
 
 

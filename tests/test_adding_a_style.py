@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, SMALL, commit, copy_repo, dvc, edit_params
+from conftest import REPO, commit, copy_run, dvc, edit_params
 from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
@@ -76,8 +76,9 @@ def add_dvc_yaml_lines(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    copy = copy_repo(tmp_path_factory.mktemp("new-style"), SMALL)
+def repo(small_run, tmp_path_factory) -> Path:
+    """The guide followed in a copy of the session's small run, then `dvc repro`."""
+    copy = copy_run(small_run, tmp_path_factory.mktemp("new-style") / "repo")
     blocks = guide_blocks()
     assert blocks[0][0] == {"file": "src/trainstyles/styles/accum.py"}
     for place, text in blocks:
@@ -105,8 +106,8 @@ def test_the_new_style_is_last_in_the_copys_list_of_styles(repo):
 
 
 def test_its_stage_deps_and_lines_in_dvc_yaml_pass_the_copys_own_checks(repo):
-    run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_dvc_yaml.py",
-           "-k", f"{NEW} or evaluate or curves")  # fmt: skip
+    run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not real",
+           "tests/test_dvc_yaml.py", "-k", f"{NEW} or evaluate or curves")  # fmt: skip
 
 
 def test_metrics_show_has_a_row_for_the_new_style(repo):
@@ -136,6 +137,7 @@ def test_the_equivalence_proof_holds_the_new_style_to_train_step(repo):
 
 
 def test_the_fault_tests_cover_the_new_style(repo):
-    said = run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_faults.py",
+    said = run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not real",
+                  "tests/test_faults.py",
                   "-k", NEW)  # fmt: skip
     assert re.search(r"\b[1-9]\d* passed", said), said

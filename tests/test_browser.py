@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from ruamel.yaml import YAML
 
-from conftest import REPO, SMALL, copy_repo, dvc
+from conftest import REPO, copy_run, dvc
 from trainstyles.params import STYLES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -50,14 +50,13 @@ def screenshot(url: str, name: str, height: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A copy of the repository after `dvc repro`, with the Vega copies `make setup` installs."""
+def repo(small_run, tmp_path_factory) -> Path:
+    """A copy of the session's small run, with the Vega copies `make setup` installs."""
     vega = REPO / "node_modules"
     if not (vega / "vega-embed").is_dir():
         pytest.fail(f"{vega} has no Vega: run `make setup` (npm ci) first")
-    copy = copy_repo(tmp_path_factory.mktemp("repo"), SMALL)
+    copy = copy_run(small_run, tmp_path_factory.mktemp("browser") / "repo")
     (copy / "node_modules").symlink_to(vega)
-    dvc(copy, "repro")
     return copy
 
 

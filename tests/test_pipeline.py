@@ -12,18 +12,16 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import SMALL, commit, copy_repo, dvc, edit_params, stage_argv, stages_run
+from conftest import commit, copy_run, dvc, edit_params, stage_argv
 from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A copy of the repository, with small params, after a full `dvc repro`."""
-    copy = copy_repo(tmp_path_factory.mktemp("repo"), SMALL)
-    dvc(copy, "repro")
-    return copy
+def repo(small_run, tmp_path_factory) -> Path:
+    """A copy of the session's small run: the repository on small params after `dvc repro`."""
+    return copy_run(small_run, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def declared_outputs(repo: Path, stage: str | None = None) -> list[str]:
@@ -264,17 +262,6 @@ def test_an_edit_to_how_training_resumes_leaves_evaluate_up_to_date(repo):
         assert set(json.loads(dvc(repo, "status", "--json"))) == set(STYLES)
     finally:
         resume.write_text(original)
-
-
-def test_a_styles_params_rerun_only_that_style_and_evaluate(repo):
-    params = repo / "params.yaml"
-    original = params.read_text()
-    try:
-        edit_params(params, {"train_clipped": {"clip_norm": 0.5}})
-        assert stages_run(dvc(repo, "repro")) == {"train_clipped", "evaluate"}
-    finally:
-        params.write_text(original)
-        dvc(repo, "repro")
 
 
 def test_a_pushed_run_pulls_into_a_fresh_clone_with_nothing_to_rerun(repo, tmp_path):

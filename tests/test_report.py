@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import SMALL, commit, copy_repo, dvc, edit_params, run_module, stages_run, table_rows
+from conftest import SMALL, commit, copy_run, dvc, edit_params, run_module, stages_run, table_rows
 from trainstyles import StageError
 from trainstyles.data import CLASS_NAMES
 from trainstyles.params import STYLES
@@ -22,11 +22,9 @@ CURVES = ("val_accuracy", "val_loss", "learning_rate")  # dvc.yaml's plots of ev
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """Two commits: a small run, then the same with train_clipped cut to one epoch."""
-    copy = copy_repo(tmp_path_factory.mktemp("repo"), SMALL)
-    dvc(copy, "repro")
-    commit(copy, "a small run")
+def repo(small_run, tmp_path_factory) -> Path:
+    """Two commits: the session's small run, then the same with train_clipped cut to one epoch."""
+    copy = copy_run(small_run, tmp_path_factory.mktemp("report") / "repo")
     edit_params(copy / "params.yaml", {"train_clipped": {"epochs": 1}})
     dvc(copy, "repro")
     commit(copy, "train_clipped for one epoch")
