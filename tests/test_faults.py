@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from conftest import REPO, idx_bytes, learnable_split, stage_argv
 from trainstyles import data
-from trainstyles.data import find_source, load_raw, save_split, split_train
+from trainstyles.data import Split, find_source, load_raw, save_split, split_train
 from trainstyles.params import STYLES
 
 OUTPUT_DIRS = ("data/prepared", "data/split", "models", "metrics", "plots", ".backup")
@@ -198,10 +198,16 @@ def test_a_diverging_loss_stops_training_naming_epoch_and_step(split_data, stage
     assert_nothing_written(split_data, "data/split")
 
 
+@pytest.fixture(scope="session")
+def fashion_4000() -> tuple[Split, Split]:
+    """The first 4,000 real training images, read and verified once, split 2,000 and 2,000."""
+    return split_train(load_raw(find_source())["train"].head(4000), 2000)
+
+
 @pytest.fixture
-def fashion_subset(workdir) -> Path:
+def fashion_subset(workdir, fashion_4000) -> Path:
     """2,000 real training images and 2,000 to validate on (chance ± 0.007), for two epochs."""
-    train, val = split_train(load_raw(find_source())["train"].head(4000), 2000)
+    train, val = fashion_4000
     save_split(train, workdir / "data" / "split" / "train")
     save_split(val, workdir / "data" / "split" / "val")
     for style in STYLES:

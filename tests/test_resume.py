@@ -1,12 +1,15 @@
 """A training run stopped after any epoch resumes and ends exactly as an uninterrupted one."""
 
+import functools
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from trainstyles import resume, training
 from trainstyles.data import Split, save_split
 from trainstyles.params import STYLES, DistributeParams
 from trainstyles.resume import Backup, run_fingerprint
-from trainstyles.styles import raw, step
+from trainstyles.styles import raw, step, style_module
 from trainstyles.training import train_on
 
 TRAIN, VAL = learnable_split(480, seed=30), learnable_split(96, seed=31)
@@ -33,10 +36,20 @@ def resumable_params(style: str, epochs: int):
     )
 
 
+@functools.cache
+def uninterrupted_run(style: str) -> tuple[list[bytes], dict]:
+    """The style's weights and history after 6 epochs in one go: trained once, compared twice."""
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        whole = Backup(work / "whole", fingerprint="run")
+        trainer = style_module(style).train
+        model, history = train_on(trainer, resumable_params(style, 6), TRAIN, VAL, whole, work)
+    return [weights.tobytes() for weights in model.get_weights()], history
+
+
 @pytest.mark.parametrize("style, module", [("train_step", step), ("train_raw", raw)])
 def test_resuming_after_an_epoch_ends_as_an_uninterrupted_run(tmp_path, style, module):
-    whole = Backup(tmp_path / "whole", fingerprint="run")
-    model, history = train_on(module.train, resumable_params(style, 6), TRAIN, VAL, whole, tmp_path)
+    weights, history = uninterrupted_run(style)
 
     # A run that stopped after epoch 4 left the same resume point as one whose budget was 4.
     parts = Backup(tmp_path / "parts", fingerprint="run")
@@ -48,10 +61,7 @@ def test_resuming_after_an_epoch_ends_as_an_uninterrupted_run(tmp_path, style, m
     )
 
     assert resumed_history == history
-    assert all(
-        a.tobytes() == b.tobytes()
-        for a, b in zip(resumed_model.get_weights(), model.get_weights(), strict=True)
-    )
+    assert [weights.tobytes() for weights in resumed_model.get_weights()] == weights
     if style == "train_step":
         assert history["learning_rate"][-1] < history["learning_rate"][0]
 
@@ -60,8 +70,7 @@ def test_the_comparison_can_fail_a_resume_that_drops_the_callbacks_counters(tmp_
     """The control: a resume that keeps weights, optimizer and history but not the counters of
     ReduceLROnPlateau and EarlyStopping (Keras' own BackupAndRestore) trains another model."""
     style, module = "train_step", step
-    whole = Backup(tmp_path / "whole", fingerprint="run")
-    _, history = train_on(module.train, resumable_params(style, 6), TRAIN, VAL, whole, tmp_path)
+    _, history = uninterrupted_run(style)
     monkeypatch.setattr(resume.BackupAndResume, "STATE", {})
     parts = Backup(tmp_path / "parts", fingerprint="run")
     train_on(module.train, resumable_params(style, 4), TRAIN, VAL, parts, tmp_path)
@@ -186,15 +195,28 @@ def outputs(repo: Path, style: str) -> dict[str, bytes]:
     return {path: (repo / path).read_bytes() for path in paths}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(repo) -> Callable[[str], dict[str, bytes]]:
+    """A style's outputs from an uninterrupted stage run, trained once for every test that
+    compares a resumed run with them; the outputs are then removed, as DVC does before it runs
+    a stage."""
+    made = {}
+
+    def outputs_of(style: str) -> dict[str, bytes]:
+        if style not in made:
+            assert stage(repo, style).wait() == 0
+            made[style] = outputs(repo, style)
+        for path in made[style]:
+            (repo / path).unlink(missing_ok=True)
+        return made[style]
+
+    return outputs_of
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("style", KILL_STYLES)
-def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, style):
-    uninterrupted = stage(repo, style)
-    assert uninterrupted.wait() == 0
-    expected = outputs(repo, style)
-    for path in expected:
-        (repo / path).unlink()  # as DVC does before it runs a stage
-
+def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, uninterrupted, style):
+    expected = uninterrupted(style)
     killed_after_epoch_1(repo, style)
     assert not (repo / f"models/{style}.keras").exists()
 
@@ -223,17 +245,12 @@ INTERRUPTED = re.compile(
     ids=lambda value: getattr(value, "name", value),
 )
 def test_an_interrupted_stage_says_where_it_stopped_in_one_line_and_dvc_repro_resumes(
-    repo, signum, style
+    repo, uninterrupted, signum, style
 ):
     """Ctrl-C, or docker stop's SIGTERM, mid-epoch: the shell's exit status, no traceback, a last
     line that names the epoch and the resume point on disk, and `dvc repro` resumes from it to
     the bytes of an uninterrupted run."""
-    uninterrupted = stage(repo, style)
-    assert uninterrupted.wait() == 0
-    expected = outputs(repo, style)
-    for path in expected:
-        (repo / path).unlink()  # as DVC does before it runs a stage
-
+    expected = uninterrupted(style)
     interrupted = stage(repo, style, stderr=subprocess.PIPE)
     first_point = repo / ".backup" / style / "epoch-0001" / "state.json"
     while not first_point.exists() and interrupted.poll() is None:

@@ -14,8 +14,10 @@ from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
 
-# Each given style trains one epoch on tiny data; XLA writes every module it compiles to
-# XLA_FLAGS' dump directory, and the last line says what Keras made of compile(jit_compile=…).
+# Each given style trains one epoch on tiny data, in turn, in one process; XLA writes every
+# module it compiles to XLA_FLAGS' dump directory, so each style's are the ones that appeared
+# while it trained. A line per style says how many there are now, and what Keras made of
+# compile(jit_compile=…).
 TRAIN = """
 import sys, tempfile
 from pathlib import Path
@@ -24,7 +26,7 @@ from trainstyles.resume import Backup
 from trainstyles.styles import style_module
 from trainstyles.training import train_on
 
-jit, *styles = sys.argv[1:]
+jit, dump, *styles = sys.argv[1:]
 for style in styles:
     params = tiny_params(train={"jit_compile": jit == "true"}, **{style: {"epochs": 1}})
     with tempfile.TemporaryDirectory() as work:
@@ -32,12 +34,14 @@ for style in styles:
             style_module(style).train, params, learnable_split(256, 0), learnable_split(64, 1),
             Backup(Path(work) / "backup", "xla"), Path(work) / "logs",
         )
-    print("jit_compile:", style, model.jit_compile)
+    modules = len(list(Path(dump).glob("*.txt")))
+    print("trained:", style, modules, model.jit_compile)
 """
 
 
-def compiled_by_xla(tmp_path: Path, jit: bool, *styles: str) -> tuple[list[str], list[str]]:
-    """The modules XLA compiled while `styles` trained, and what each model's jit_compile says."""
+def compiled_by_xla(tmp_path: Path, jit: bool) -> dict[str, tuple[int, str]]:
+    """Each style's count of the modules XLA compiled while it trained, and what its model's
+    jit_compile says, from one process that trains them all."""
     dump = tmp_path / "xla"
     env = {
         **os.environ,
@@ -45,24 +49,31 @@ def compiled_by_xla(tmp_path: Path, jit: bool, *styles: str) -> tuple[list[str],
         "XLA_FLAGS": f"--xla_dump_to={dump}",
     }
     run = subprocess.run(
-        [sys.executable, "-c", TRAIN, str(jit).lower(), *styles],
+        [sys.executable, "-c", TRAIN, str(jit).lower(), str(dump), *STYLES],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    modules = sorted(path.name for path in dump.glob("*.txt")) if dump.is_dir() else []
-    lines = run.stdout.splitlines()
-    return modules, [line.split(": ", 1)[1] for line in lines if line.startswith("jit_compile: ")]
+    trained = [line.split()[1:] for line in run.stdout.splitlines() if line.startswith("trained:")]
+    assert tuple(style for style, _, _ in trained) == STYLES
+    counts = [0] + [int(count) for _, count, _ in trained]
+    return {
+        style: (counts[index + 1] - counts[index], said)
+        for index, (style, _, said) in enumerate(trained)
+    }
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict[bool, dict[str, tuple[int, str]]]:
+    return {jit: compiled_by_xla(tmp_path_factory.mktemp("xla"), jit) for jit in (True, False)}
 
 
 @pytest.mark.parametrize("style", STYLES)
-def test_jit_compile_true_trains_each_style_through_xla(tmp_path, style):
-    modules, said = compiled_by_xla(tmp_path, True, style)
-    assert modules, f"{style}: XLA compiled nothing"
+def test_jit_compile_true_trains_each_style_through_xla(compiled, style):
+    modules, said = compiled[True][style]
+    assert modules > 0, f"{style}: XLA compiled nothing"
     if style in FIT_STYLES:  # what Keras made of compile(jit_compile=True)
-        assert said == [f"{style} True"]
+        assert said == "True"
 
 
-def test_jit_compile_false_trains_no_style_through_xla(tmp_path):
-    modules, said = compiled_by_xla(tmp_path, False, *STYLES)
-    assert modules == []
-    assert said == [f"{style} False" for style in STYLES]
+def test_jit_compile_false_trains_no_style_through_xla(compiled):
+    assert compiled[False] == {style: (0, "False") for style in STYLES}
