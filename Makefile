@@ -10,18 +10,28 @@ APT_INSTALL := $(SUDO) apt-get install -y -q --no-install-recommends
 apt_install = { $(APT_INSTALL) $(1) || { $(SUDO) apt-get update -q && $(APT_INSTALL) $(1); }; }
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
+# pytest-xdist's workers for `make test` and `make test-all`: one per core.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: repro test test-real mutants equivalence report sweep bench lint setup data chromium image image-test
+.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
 	dvc repro
 	@python -m trainstyles.machine --against HEAD
 
-test: setup chromium
-	pytest
+# The fast tier: unit tests and small trainings in pytest's own processes.
+test: setup
+	pytest -n $(JOBS) --durations=10
 
-# The acceptance run on the real data (minutes): .ci/run calls it after `make test`.
+# Everything but the acceptance run: the fast tier and the slow one, which runs the pipeline,
+# starts TensorFlow processes and opens pages in Chromium (what CI runs). A module's tests run on
+# one worker, which builds the module's fixtures once; the session's small pipeline run is built
+# once for all workers (tests/conftest.py).
+test-all: setup chromium
+	pytest -m "not real" -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=25
+
+# The acceptance run on the real data (minutes): .ci/run calls it after `make test-all`.
 test-real: setup
 	pytest -m real
 

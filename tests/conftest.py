@@ -33,6 +33,25 @@ deterministic_kernels(load_params(REPO / "params.yaml").train.intra_op_threads)
 FIT_STYLES = [style for style in STYLES if hasattr(style_module(style), "fit_with_zoo")]
 
 
+# The modules that take longest, longest first; the others follow in their usual order.
+LONGEST_FIRST = (
+    "test_signal_noise",  # a seed sweep
+    "test_resume",  # trainers started, killed and resumed
+    "test_adding_a_style",  # a style added, and the pipeline run again
+    "test_report",
+    "test_pipeline",
+    "test_distribute",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test-all`: `--dist loadfile`, each module's tests on one worker,
+    which builds its fixtures once), the longest modules are handed out first, so that the
+    short ones fill in at the end instead of one long module running alone."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
 def stage_argv(stage: str, repo: Path = REPO) -> list[str]:
     """The script (its full path) and arguments that DVC runs for `stage`, from dvc.yaml."""
     command = YAML(typ="safe").load(repo / "dvc.yaml")["stages"][stage]["cmd"]

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # a TensorFlow process per run
+
 TRAIN_AND_HASH = """
 import hashlib, sys
 import keras

@@ -188,6 +188,7 @@ def test_a_well_formed_gzip_holding_the_wrong_idx_is_refused(
     assert_nothing_written(workdir)
 
 
+@pytest.mark.slow  # starts a stage that loads TensorFlow
 @pytest.mark.parametrize("stage", ["train_fit", "train_raw"])
 def test_a_diverging_loss_stops_training_naming_epoch_and_step(split_data, stage):
     set_param(split_data, "train.learning_rate", 1.0e30)
@@ -255,6 +256,7 @@ def test_a_report_without_a_run_says_so_in_one_line(workdir):
     assert not (workdir / "report").exists()
 
 
+@pytest.mark.slow  # starts a stage that loads TensorFlow
 def test_a_trainer_without_split_data_names_the_missing_file(workdir):
     assert refused("train_step") == "data/split/train/images.npy: No such file or directory"
     assert_nothing_written(workdir)
@@ -273,6 +275,7 @@ def test_the_training_stage_refuses_a_style_it_does_not_know_naming_those_it_doe
     assert_nothing_written(split_data, "data/split")
 
 
+@pytest.mark.slow  # starts a stage that loads TensorFlow
 def test_a_model_that_does_not_load_names_the_style_and_the_file(split_data):
     models = split_data / "models"
     models.mkdir()

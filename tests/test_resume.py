@@ -332,6 +332,7 @@ def run_trainer(directory: Path, *code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts stages that load TensorFlow
 def test_a_stage_killed_while_writing_its_outputs_publishes_the_finished_run(stage_dir):
     """The re-run trains nothing and publishes what the killed run made, to the byte."""
     assert run_trainer(stage_dir).returncode == 0
@@ -377,6 +378,7 @@ def holds_interrupts(pid: int) -> bool:
     return bool(blocked >> (signal.SIGINT - 1) & 1)
 
 
+@pytest.mark.slow  # starts a stage that loads TensorFlow
 def test_a_ctrl_c_while_tensorflow_loads_ends_in_the_same_one_line(stage_dir):
     """Sent while the trainer still imports TensorFlow: held until training starts, then the
     same line as mid-training, and the trainer stops before it trains or writes anything."""

@@ -150,6 +150,7 @@ def test_histogram_buckets_are_tensorboards_own(values):
     )
 
 
+@pytest.mark.slow  # a process of its own, loading TensorFlow
 def test_custom_model_classes_load_in_a_fresh_process_after_importing_the_style(trained):
     _, out = trained["train_clipped"]
     code = (
