@@ -59,13 +59,14 @@ CMD ["dvc", "repro"]
 
 # The smoke run, built only on request (`--target smoke`, `make image-test`), as a uid with no
 # account: the pipeline as a user runs it, on small params in a fresh git repository (the
-# end-to-end test's own run and assertions), then the fast tests.
+# end-to-end test's own run and assertions), then the fast tests (`make test`'s tier, a worker
+# per core).
 FROM production AS smoke
 USER 4242:4242
 RUN pytest -p no:cacheprovider \
         tests/test_pipeline.py::test_every_declared_output_exists \
         tests/test_pipeline.py::test_pipeline_is_up_to_date_after_repro \
-    && pytest -p no:cacheprovider -m "not slow and not real"
+    && pytest -p no:cacheprovider -m "not slow and not real" -n auto
 
 
 # The default target: the production stage, without the smoke run's files.
