@@ -55,13 +55,11 @@ report: setup
 	python -m trainstyles.report --against $(REV) $(if $(SAME_MACHINE),--same-machine)
 
 # The seed sweep: every style under SEEDS seeds (each with its own summation order) as queued
-# `dvc exp run`s, SWEEP_JOBS at a time, the workspace untouched; writes sweep/record.json, the
-# noise the report uses.
+# `dvc exp run`s, the workspace untouched; writes sweep/record.json, the noise the report uses.
 SEEDS ?= 5
-SWEEP_JOBS ?= 2
 sweep: setup
 	dvc repro split
-	python -m trainstyles.sweep --seeds $(SEEDS) --jobs $(SWEEP_JOBS)
+	python -m trainstyles.sweep --seeds $(SEEDS)
 
 # The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
 # FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary

@@ -220,46 +220,6 @@ def test_an_unknown_revision_is_one_line_and_exit_1(repo):
     assert line.startswith("report: error: dvc params diff no-such-revision failed:")
 
 
-def experiment_revs(repo: Path) -> dict[str, str]:
-    """Each experiment's name and commit, as `dvc exp show` lists them."""
-    shown = json.loads(dvc(repo, "exp", "show", "--json"))
-    return {
-        experiment["name"]: experiment["revs"][0]["rev"]
-        for commit_row in shown
-        for experiment in commit_row.get("experiments") or []
-    }
-
-
-def test_queued_experiments_two_at_a_time_train_the_bits_of_one_at_a_time(repo):
-    """The sweep runs its experiments two side by side: each must train the bits that `dvc
-    repro` trained alone. Two forced runs of train_raw, queued and run together, against the
-    run the workspace holds."""
-    twins = ("twin-1", "twin-2")
-    for name in twins:
-        dvc(repo, "exp", "run", "--queue", "--force", "--single-item", "--name", name, "train_raw")
-    ran = dvc(repo, "exp", "run", "--run-all", "--jobs", "2")
-    revs = experiment_revs(repo)
-    dvc(repo, "exp", "remove", *twins)
-    assert ran.count("Running stage 'train_raw'") == 2, ran  # each trained: nothing was reused
-    alone = {path: at_revision(repo, "HEAD", path) for path in TRAIN_RAW_RECORD}
-    for name in twins:
-        assert {path: at_revision(repo, revs[name], path) for path in TRAIN_RAW_RECORD} == alone
-
-
-# What dvc.lock records of train_raw's outputs (the model's md5 among them) and its curves.
-TRAIN_RAW_RECORD = ("dvc.lock", "plots/train_raw.csv")
-
-
-def at_revision(repo: Path, rev: str, path: str) -> str:
-    """`path` as committed in `rev`; of dvc.lock, only train_raw's outputs."""
-    text = subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout
-    if path == "dvc.lock":
-        return json.dumps(YAML(typ="safe").load(text)["stages"]["train_raw"]["outs"])
-    return text
-
-
 def test_experiments_run_queue_and_show_each_styles_metrics(repo):
     """Last in this module: `dvc exp run` changes the workspace."""
     ran = dvc(repo, "exp", "run", "-n", "clip-half", "-S", "train_clipped.clip_norm=0.5")

@@ -1,16 +1,15 @@
 """The seed sweep: every style trained N more times, through DVC's experiment queue, and the
 spread of each metric written to a record in git.
 
-    python -m trainstyles.sweep [--seeds 5] [--jobs 2]     (make sweep SEEDS=5)
+    python -m trainstyles.sweep [--seeds 5]     (make sweep SEEDS=5)
 
 Run i (1 to N) trains with `seed` + i and `model.hidden_order` + i: a new seed and a new
 summation order, so the spread holds both seed luck and rounding, the stand-in for another
 machine. None repeats the workspace's own params: a run DVC found up to date would bring the
 committed run's figures, from whatever machine made them, instead of training here. The runs
-are queued experiments named sweep-<seed>, run `--jobs` at a time (two by default) in temporary
-copies: the workspace and its committed run stay as they are, and `dvc exp show` lists the runs
-afterwards. Each run's threads per op are fixed (`train.intra_op_threads`), so runs side by
-side train the bits they would train one at a time. Earlier runs of the same names are replaced.
+are queued experiments named sweep-<seed>, run one at a time in temporary copies: the
+workspace and its committed run stay as they are, and `dvc exp show` lists the runs afterwards.
+Earlier runs of the same names are replaced.
 """
 
 import argparse
@@ -82,16 +81,14 @@ def experiment_results(runs: list[dict]) -> list[dict]:
     return results
 
 
-def sweep(count: int, jobs: int = 2) -> dict:
+def sweep(count: int) -> dict:
     if count < 2:
         raise StageError(f"--seeds {count}: a spread needs at least 2 runs")
-    if jobs < 1:
-        raise StageError(f"--jobs {jobs}: at least one experiment must run at a time")
     params = load_params()
     runs = planned_runs(params.seed, params.model.hidden_order, count)
     queue(runs)
     start = time.perf_counter()
-    dvc("exp", "run", "--run-all", "--jobs", str(jobs), capture=False)
+    dvc("exp", "run", "--run-all", "--jobs", "1", capture=False)
     seconds = time.perf_counter() - start
     results = experiment_results(runs)
     machines = [read_at(r["rev"], MACHINE_DIR / f"{s}.json") for r in results for s in STYLES]
@@ -111,10 +108,9 @@ def sweep(count: int, jobs: int = 2) -> dict:
 def main() -> str:
     parser = argparse.ArgumentParser(prog="python -m trainstyles.sweep", description=__doc__)
     parser.add_argument("--seeds", type=int, default=5, help="how many runs (default 5)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--out", type=Path, default=RECORD, help=f"the record ({RECORD})")
     args = parser.parse_args()
-    record = sweep(args.seeds, args.jobs)
+    record = sweep(args.seeds)
     write_json(record, args.out)
     page = replace_block(NOISE_PAGE, "sweep", sweep_tables(record))
     return (
