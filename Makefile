@@ -12,8 +12,11 @@ DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 KERAS_DATA := $(or $(KERAS_HOME),$(HOME)/.keras)/datasets/fashion-mnist
 # pytest-xdist's workers for `make test` and `make test-all`: one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# The CUDA layer (requirements-cuda.txt) is installed where an NVIDIA driver is present, or with
+# CUDA=1; CUDA=0 leaves it out anywhere.
+CUDA ?= $(shell { [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi; } >/dev/null 2>&1 && echo 1)
 
-.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test
+.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
@@ -87,14 +90,14 @@ lint: setup
 # The production image, for a host with Docker (`make image ENGINE=podman` elsewhere).
 ENGINE ?= docker
 IMAGE ?= trainstyles
-BASE_IMAGE ?= tensorflow/tensorflow:2.21.0-gpu
+BASE_IMAGE ?= debian:bookworm-slim
 image:
 	@command -v $(ENGINE) >/dev/null || { echo "make image: error: $(ENGINE) not found; set ENGINE=podman or install Docker" >&2; exit 1; }
 	$(ENGINE) build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 
 # The Dockerfile built and smoke-run here, where no Docker engine runs and no registry answers:
-# podman builds it on a local Debian stand-in for the TensorFlow base, through the smoke stage
-# (the pipeline on tiny params, the fast tests), then the production image. `podman run` does not
+# podman builds it on a local debootstrap of the base's Debian release, through the smoke stage
+# (gpu-check, the pipeline on tiny params, the fast tests), then the production image. `podman run` does not
 # work here, hence the smoke run as a build stage. Layers are cached in podman's storage.
 CA_BUNDLE := /etc/ssl/certs/ca-certificates.crt
 PODMAN_BUILD := podman build --isolation chroot $(if $(wildcard $(CA_BUNDLE)),-v $(CA_BUNDLE):$(CA_BUNDLE):ro)
@@ -108,13 +111,24 @@ image-test:
 	&& size=$$(podman image inspect --format '{{.Size}}' $(IMAGE):standin) \
 	&& echo "image-test: built $(IMAGE):standin, $$(( size / 1000000 )) MB, in $$(( $$(date +%s) - start )) s"
 
-setup: $(VENV)/.installed node_modules/.package-lock.json data
+setup: $(VENV)/.installed $(if $(filter 1,$(CUDA)),$(VENV)/.cuda-installed) node_modules/.package-lock.json data
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
+
+# NVIDIA's CUDA libraries for TensorFlow, from PyPI (a few GB), on top of requirements.txt.
+$(VENV)/.cuda-installed: requirements-cuda.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-cuda.txt
+	touch $@
+
+# GPU readiness, with or without a GPU: TensorFlow's CUDA build, each CUDA library it opens
+# (from the CUDA layer's wheels, at the major versions of its build), XLA's ptxas, the driver and
+# the GPUs it shows. Installs the CUDA layer first. Exits 1 naming what failed (docs/gpu.md).
+gpu-check: $(VENV)/.cuda-installed
+	python -m trainstyles.gpu
 
 # Vega, Vega-Lite and Vega-Embed for `dvc plots show`'s page (.dvc/plots-page.html loads them
 # from here, so the page needs no network), as package-lock.json pins them.
