@@ -23,8 +23,10 @@ def main() -> str:
         predict,
         score_logits,
     )
+    from trainstyles.gpu import use_devices  # noqa: PLC0415
 
     deterministic_kernels(params.train.intra_op_threads)  # the models' own, as trained
+    use_devices(params.train.device)
     test = load_split(SPLIT_DIR / "test")
     models = {style: load_model(MODELS_DIR / f"{style}.keras") for style in STYLES}
     results, predictions = {}, {}

@@ -106,6 +106,8 @@ BAD_PARAMS = [
      "train_step.callbacks.checkpoint.mode = 'maximum': input should be 'min' or 'max'"),
     ("evaluate", "train.intra_op_threads", 0,
      "train.intra_op_threads = 0: input should be greater than 0"),
+    ("train_raw", "train.device", "cuda",
+     "train.device = 'cuda': input should be 'auto', 'cpu' or 'gpu'"),
 ]  # fmt: skip
 
 

@@ -77,3 +77,14 @@ def test_the_check_reads_the_committed_fingerprints_without_tensorflow():
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert line.startswith(f"machine: {describe(fingerprint(2))}; ")
+
+
+def test_the_devices_a_run_trained_on_are_recorded_and_said_but_not_compared():
+    """Only a trainer can ask TensorFlow which device it uses: the check after `make repro`
+    compares the rest, which decides that device together with train.device."""
+    here = fingerprint(2)
+    trained = fingerprint(2, ["GPU:0 (NVIDIA H200, compute capability 9.0)"])
+    assert differences(here, trained) == ["devices"]
+    assert describe(trained).endswith("; trained on GPU:0 (NVIDIA H200, compute capability 9.0)")
+    same = comparison(here, {"train_fit": trained}, "HEAD")
+    assert same.startswith("this machine is the kind HEAD trained on")

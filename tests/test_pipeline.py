@@ -13,7 +13,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import commit, copy_run, dvc, edit_params, stage_argv
+from trainstyles.machine import describe
 from trainstyles.params import STYLES
+from trainstyles.stage import MACHINE_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +85,15 @@ def test_curves_have_the_learning_rate_and_the_clip_beside_the_norm(repo):
     assert [float(row["clip_norm"]) for row in rows] == [1.0, 1.0]
     # Adam keeps the rate as float32: 0.001 is 0.0010000000474974513 there.
     assert [float(row["learning_rate"]) for row in rows] == [pytest.approx(0.001, rel=1e-7)] * 2
+
+
+@pytest.mark.skipif(bool(shutil.which("nvidia-smi")), reason="an NVIDIA driver is present here")
+def test_each_trainer_records_the_devices_it_trained_on(repo):
+    """No GPU: every style trained on the CPU, and its machine record says so."""
+    for style in STYLES:
+        machine = json.loads((repo / MACHINE_DIR / f"{style}.json").read_text())
+        assert machine["devices"] == ["CPU:0"], style
+        assert describe(machine).endswith("; trained on CPU:0")
 
 
 def test_confusion_plots_have_one_row_per_test_image(repo):

@@ -463,6 +463,10 @@ def timed_run(name: str, epochs: int) -> dict:
     """One contender's epochs (and a style's profile), timed in this process on data/split."""
     params = load_params()
     train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
+    if name != PEER:
+        from trainstyles.gpu import use_devices  # noqa: PLC0415
+
+        use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
     if name == PEER:
         return {"epochs": timed_peer(params, train, val, epochs)}
     style = name.removesuffix(XLA)

@@ -19,6 +19,7 @@ import numpy as np
 
 from trainstyles import StageError
 from trainstyles.data import Split, load_split
+from trainstyles.gpu import use_devices
 from trainstyles.params import STYLES, Params, load_params
 from trainstyles.resume import Backup
 from trainstyles.stage import SPLIT_DIR
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         params = comparable(load_params(), args.epochs)
         train_split = load_split(SPLIT_DIR / "train").head(args.train_limit)
         val_split = load_split(SPLIT_DIR / "val")
+        use_devices(params.train.device)  # a GPU host proves it on its GPU (docs/gpu.md)
     except FileNotFoundError as error:
         sys.exit(f"equivalence: error: {error.filename}: missing; run `dvc repro split` first")
     except StageError as error:

@@ -32,9 +32,10 @@ KERNEL_FEATURES = (
 PACKAGES = ("tensorflow", "keras", "numpy")
 
 
-def fingerprint(intra_op_threads: int) -> dict:
-    """What a run's bits depend on besides its inputs; nothing that differs from run to run."""
-    return {
+def fingerprint(intra_op_threads: int, devices: list[str] | None = None) -> dict:
+    """What a run's bits depend on besides its inputs; nothing that differs from run to run.
+    A trainer adds the `devices` it trained on, as TensorFlow named them (gpu.use_devices)."""
+    machine = {
         "cpu": cpu(),
         "threads": {
             "intra_op": intra_op_threads,
@@ -43,6 +44,7 @@ def fingerprint(intra_op_threads: int) -> dict:
         "gpu": gpus(),
         "versions": {name: importlib.metadata.version(name) for name in PACKAGES},
     }
+    return machine | ({"devices": devices} if devices is not None else {})
 
 
 def cpu() -> dict:
@@ -104,12 +106,14 @@ def describe(machine: dict) -> str:
     processor = machine["cpu"]
     graphics = ", ".join(f"{gpu['name']} (driver {gpu['driver']})" for gpu in machine["gpu"])
     versions = machine["versions"]
+    trained = f"; trained on {', '.join(machine['devices'])}" if "devices" in machine else ""
     return (
         f"{processor['model_name']} ({processor['vendor']} {processor['family_model']}; "
         f"{' '.join(processor['features']) or 'no AVX'}; "
         f"{' '.join(f'{k} {v}' for k, v in processor['caches'].items())}), "
         f"{machine['threads']['intra_op']} intra-op threads, oneDNN {machine['threads']['onednn']}"
         f", {graphics or 'no GPU'}; TensorFlow {versions['tensorflow']}, Keras {versions['keras']}"
+        f"{trained}"
     )
 
 
@@ -146,7 +150,10 @@ def comparison(here: dict, recorded: dict[str, dict | None], whose: str) -> str:
     missing = [style for style, machine in recorded.items() if machine is None]
     if missing:
         return f"{whose} records no machine for {', '.join(missing)}: it cannot be compared"
-    differing = sorted({key for m in recorded.values() for key in differences(m, here)})
+    # Which device a run trained on follows from the machine and train.device, and only a
+    # trainer can ask TensorFlow: the machine is compared on what `here` knows.
+    shared = [{key: m[key] for key in m if key in here} for m in recorded.values()]
+    differing = sorted({key for m in shared for key in differences(m, here)})
     if not differing:
         return f"this machine is the kind {whose} trained on: the same inputs give the same bits"
     return (

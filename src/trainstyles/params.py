@@ -50,6 +50,9 @@ class TrainParams(Section):
     steps_per_execution: PositiveInt
     # Threads that split one op: the split changes the rounding (see determinism.py).
     intra_op_threads: PositiveInt
+    # What trains: auto (a GPU where TensorFlow sees one), cpu, or gpu (refused without one).
+    # A GPU adds in another order than a CPU, so the choice changes the bits, as a param should.
+    device: Literal["auto", "cpu", "gpu"]
 
 
 class DistributeParams(Section):

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from trainstyles import StageError, StageWarning
 from trainstyles.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
 from trainstyles.data import EpochBatches, Split, batches, load_split
 from trainstyles.determinism import deterministic_kernels
 from trainstyles.distribute import distribution, is_chief
+from trainstyles.gpu import use_devices
 from trainstyles.loop import progress_verbosity
 from trainstyles.machine import fingerprint
 from trainstyles.outputs import (
@@ -48,18 +48,6 @@ from trainstyles.styles import Run, style_module
 REPRO = "`dvc repro`"  # what an interrupted trainer tells its user to run next
 
 TrainFn = Callable[[Params, Run], tuple[keras.Model, dict]]
-
-
-def training_device() -> str:
-    """Which device trains, said once at start. GPUs get memory growth, so that TensorFlow
-    does not reserve all of their memory up front."""
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if not gpus:
-        return "no GPU visible to TensorFlow: training on the CPU"
-    details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
-    return "training on " + ", ".join(d.get("device_name", "a GPU") for d in details)
 
 
 def train_on(
@@ -158,7 +146,10 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
     backup = None
     try:
         deliver_interrupts()  # one held since the trainer started is raised here
-        print(f"{style}: {training_device()}", flush=True)
+        devices = use_devices(params.train.device)
+        if params.distribute.strategy == "none":
+            devices = devices[:1]  # TensorFlow places every op on its first device
+        print(f"{style}: training on {', '.join(devices)}", flush=True)
         train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
         resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
@@ -180,7 +171,8 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
         model_path = out / MODELS_DIR / f"{style}.keras"
         publish_keras(backup.best_model, model_path)
         write_csv(epoch_rows(history), out / PLOTS_DIR / f"{style}.csv")
-        write_json(fingerprint(params.train.intra_op_threads), out / MACHINE_DIR / f"{style}.json")
+        machine = fingerprint(params.train.intra_op_threads, devices)
+        write_json(machine, out / MACHINE_DIR / f"{style}.json")
         epochs_timed = metrics["epochs_run"] - resumed_after
         write_json(
             {
