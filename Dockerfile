@@ -2,43 +2,47 @@
 # runs `dvc repro` on the mounted checkout; `docker run IMAGE pytest` runs the tests of the copy
 # baked in. The last stage is the image users get; `--target smoke` adds the smoke run (docs/container.md).
 
-# The official image of the TensorFlow that requirements.txt pins (Ubuntu 22.04, Python 3.11).
-# `make image-test` passes a local Debian stand-in instead: everything below works on either.
-ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
+# A plain Debian 12 (bookworm, Python 3.11). TensorFlow and CUDA's user space (NVIDIA's wheels,
+# requirements-cuda.txt) come from PyPI at pinned versions; the GPU host brings only its driver,
+# through the NVIDIA Container Toolkit (`--gpus all`). `make image-test` builds this file on a
+# local debootstrap of the same release: everything below is what ships.
+ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS production
 
-# git: DVC needs the repository. The data set is baked in from Debian/Ubuntu's package (Debian
-# uploaded it in 2020: Ubuntu 20.10 on); with `--build-arg FASHION_MNIST_PACKAGE=` on a base whose apt lacks it,
-# the prepare stage downloads it at run time into $KERAS_HOME instead.
+# git: DVC needs the repository. The data set is baked in from Debian's package; with
+# `--build-arg FASHION_MNIST_PACKAGE=` the prepare stage downloads it at run time into $KERAS_HOME.
 ARG FASHION_MNIST_PACKAGE=dataset-fashion-mnist
-# DL3008: apt versions differ between the bases this file supports (Ubuntu's, Debian's), and the
-# data set's content is pinned where it matters, by SHA-256 in src/trainstyles/data.py.
+# DL3008: the base is Debian 12 and its security updates; the data set's content is pinned where
+# it matters, by SHA-256 in src/trainstyles/data.py.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        git ${FASHION_MNIST_PACKAGE} \
+        python3 python3-venv ca-certificates git ${FASHION_MNIST_PACKAGE} \
     && rm -rf /var/lib/apt/lists/*
 
-# The stages run `python`: the official image has it, a plain Debian or Ubuntu base only python3.
-RUN command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python
-
-# Into the image's own Python, where the official image keeps TensorFlow and its CUDA setup (a
-# venv would hide them): as root, on a Python that Debian marks externally managed (PEP 668).
-# Set as variables, which an older pip (Ubuntu 22.04's) ignores, where options would fail it.
+# A virtual environment, as Debian's Python is externally managed (PEP 668); first on PATH, so
+# that the stages' `python` is its. The CUDA layer is a layer of its own, on top of the rest.
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/requirements.txt
-RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore \
-    python -m pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt \
+RUN python3 -m venv /opt/venv \
+    && pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
+COPY requirements-cuda.txt /tmp/requirements-cuda.txt
+RUN pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements-cuda.txt \
+    && rm /tmp/requirements-cuda.txt
 
 # Any uid may run the container (`--user "$(id -u):$(id -g)"`, so that outputs on the bind mount
 # belong to the caller), with no home directory and maybe not owning the mount: git must trust
-# the mounted repository, `dvc exp` needs an identity, Keras and DVC need caches they can write,
-# and DVC asks for a user name (getpass), which it would look up in /etc/passwd and not find.
+# the mounted repository, `dvc exp` needs an identity, Keras, DVC and the CUDA driver (the GPU
+# code it compiles from XLA's and TensorFlow's PTX) need caches they can write, and DVC asks for
+# a user name (getpass), which it would look up in /etc/passwd and not find.
 RUN git config --system --add safe.directory /workspace \
     && git config --system user.name "trainstyles container" \
     && git config --system user.email "container@trainstyles.invalid"
 ENV KERAS_HOME=/tmp/keras \
     DVC_SITE_CACHE_DIR=/tmp/dvc-site-cache \
+    CUDA_CACHE_PATH=/tmp/cuda-cache \
     USER=trainstyles \
     PYTHONPATH=/workspace/src
 
@@ -58,12 +62,13 @@ CMD ["dvc", "repro"]
 
 
 # The smoke run, built only on request (`--target smoke`, `make image-test`), as a uid with no
-# account: the pipeline as a user runs it, on small params in a fresh git repository (the
-# end-to-end test's own run and assertions), then the fast tests (`make test`'s tier, a worker
-# per core).
+# account: `make gpu-check`'s check (every CUDA library loads; no driver here), the pipeline as a
+# user runs it, on small params in a fresh git repository (the end-to-end test's own run and
+# assertions), then the fast tests (`make test`'s tier, a worker per core).
 FROM production AS smoke
 USER 4242:4242
-RUN pytest -p no:cacheprovider \
+RUN python -m trainstyles.gpu \
+    && pytest -p no:cacheprovider \
         tests/test_pipeline.py::test_every_declared_output_exists \
         tests/test_pipeline.py::test_pipeline_is_up_to_date_after_repro \
     && pytest -p no:cacheprovider -m "not slow and not real" -n auto

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Build the local stand-in for the official TensorFlow image, which no registry here can supply:
-# a Debian rootfs from debootstrap with the same Python minor (3.11) and pip, imported into
-# podman's local storage. Prints the image's name. The tag is a hash of this file, which alone
+# Build the local stand-in for the Dockerfile's base, debian:bookworm-slim, which no registry here
+# can supply: a minimal Debian 12 rootfs from debootstrap, imported into podman's local storage.
+# The Dockerfile installs everything else itself, so the image built on it is the one that
+# ships, but for the base's own files. Prints the image's name. The tag is a hash of this file, which alone
 # defines the image, so a later run (CI on the same machine) finds it built and reuses it.
 set -euo pipefail
 
-SUITE=bookworm  # Python 3.11, as in tensorflow/tensorflow:2.21.0-gpu
-PACKAGES=python3,python3-pip,ca-certificates
+SUITE=bookworm  # debian:bookworm-slim's release
+# The one package beyond the base: `make image-test` mounts this machine's CA bundle over the
+# package's file, for pip to reach PyPI here, and the package could not replace it when the
+# Dockerfile installs it.
+PACKAGES=ca-certificates
 
 for tool in podman debootstrap; do
   command -v "$tool" >/dev/null || { echo "standin-base: error: $tool not found (apt-get install $tool)" >&2; exit 1; }
