@@ -212,6 +212,27 @@ MUTANTS = [
         "import tensorflow  # noqa: F401\nfrom trainstyles.data import load_split\n",
         ("tests/test_faults.py", "-k", "before_it_loads and evaluate"),
     ),
+    Mutant(
+        "every CUDA library TensorFlow opens loads from the CUDA layer, cuSOLVER too",
+        "src/trainstyles/gpu.py",
+        "            ctypes.CDLL(str(file), mode=ctypes.RTLD_GLOBAL)\n",
+        "",
+        ("tests/test_gpu.py", "-k", "hidden_library"),
+    ),
+    Mutant(
+        "a hidden CUDA library fails gpu-check by name",
+        "src/trainstyles/gpu.py",
+        "    failed = [opened for opened in checked if not opened.ok]",
+        "    failed = []",
+        ("tests/test_gpu.py", "-k", "hidden_library"),
+    ),
+    Mutant(
+        "train.device gpu is refused where TensorFlow sees no GPU",
+        "src/trainstyles/gpu.py",
+        '        if choice == "gpu":',
+        "        if False:",
+        ("tests/test_gpu.py", "-k", "refused"),
+    ),
 ]
 
 
