@@ -15,7 +15,7 @@ import tensorflow as tf
 from packaging.requirements import Requirement
 
 from conftest import REPO
-from trainstyles import StageError
+from trainstyles import StageError, StageWarning, gpu
 from trainstyles.gpu import (
     ANY_GPU,
     LIBRARIES,
@@ -136,3 +136,22 @@ def test_gpu_check_passes_and_fails_naming_a_hidden_library(hidden):
     assert len(failed) == 1 and name in failed[0] and "is missing from nvidia-" in failed[0]
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("gpu-check: error: 1 of ") and name in error
+
+
+def test_a_tensorflow_built_without_cuda_is_the_cause_where_a_driver_is_present(monkeypatch):
+    """A driver with a CPU-only TensorFlow (outside Linux x86-64's wheels): `auto` trains on the
+    CPU and says why, `gpu` is refused with the same cause."""
+    if driver_cuda_version():
+        pytest.skip(NO_DRIVER)
+    monkeypatch.setattr(gpu, "driver_cuda_version", lambda: (12, 4))
+    monkeypatch.setattr(gpu, "cuda_build", lambda: False)
+    cause = f"TensorFlow {tf.__version__} is not built with CUDA"
+    with pytest.warns(StageWarning) as warned:
+        assert use_devices("auto") == ["CPU:0"]
+    assert [str(w.message) for w in warned] == [
+        f"an NVIDIA driver is present, but TensorFlow sees no GPU and trained on the CPU: {cause}"
+    ]
+    with pytest.raises(
+        StageError, match=f"^train.device is gpu, but TensorFlow sees no GPU: {cause}$"
+    ):
+        use_devices("gpu")

@@ -79,6 +79,11 @@ def build_majors() -> dict[str, str]:
     return {key: str(build[f"{key}_version"]).split(".")[0] for key in ("cuda", "cudnn")}
 
 
+def cuda_build() -> bool:
+    """Whether this TensorFlow is built with CUDA (Linux x86-64's wheels are; others may not be)."""
+    return bool(tf.sysconfig.get_build_info().get("is_cuda_build"))
+
+
 def soname(library: CudaLibrary, majors: dict[str, str]) -> str:
     return f"lib{library.name}.so.{majors.get(library.major, library.major)}"
 
@@ -171,15 +176,18 @@ def use_devices(choice: str) -> list[str]:
     """Make TensorFlow train on what `train.device` asks for (auto, cpu, gpu), before its
     runtime starts, and name the devices it will use. `gpu` where none is visible is refused;
     `auto` where a driver is present but no GPU is visible warns, with the likely cause."""
-    driver = driver_cuda_version()
-    failed = [opened for opened in open_libraries() if not opened.ok] if driver else []
+    driver, built = driver_cuda_version(), cuda_build()
+    failed = [opened for opened in open_libraries() if not opened.ok] if driver and built else []
     if choice == "cpu":
         tf.config.set_visible_devices([], "GPU")
     visible = tf.config.get_visible_devices("GPU")
     for gpu in visible:  # so that TensorFlow does not reserve all of their memory up front
         tf.config.experimental.set_memory_growth(gpu, True)
     if not visible and choice != "cpu":
-        cause = no_gpu_cause(driver, failed, build_majors()["cuda"])
+        if built:
+            cause = no_gpu_cause(driver, failed, build_majors()["cuda"])
+        else:
+            cause = f"TensorFlow {tf.__version__} is not built with CUDA"
         if choice == "gpu":
             raise StageError(f"train.device is gpu, but TensorFlow sees no GPU: {cause}")
         if driver:
