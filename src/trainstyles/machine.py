@@ -130,6 +130,13 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return found
 
 
+def kind_differences(recorded: dict, here: dict) -> list[str]:
+    """Where a recorded machine differs from `here`, a fingerprint taken without TensorFlow.
+    Which devices a run trained on follows from the machine and train.device, and only a
+    trainer can ask TensorFlow: the machines are compared on what `here` knows."""
+    return differences({key: recorded[key] for key in recorded if key in here}, here)
+
+
 def read_at(revision: str | None, path: Path) -> dict | None:
     """A fingerprint file as it is in the workspace (revision None) or at a git revision."""
     if revision is None:
@@ -150,10 +157,7 @@ def comparison(here: dict, recorded: dict[str, dict | None], whose: str) -> str:
     missing = [style for style, machine in recorded.items() if machine is None]
     if missing:
         return f"{whose} records no machine for {', '.join(missing)}: it cannot be compared"
-    # Which device a run trained on follows from the machine and train.device, and only a
-    # trainer can ask TensorFlow: the machine is compared on what `here` knows.
-    shared = [{key: m[key] for key in m if key in here} for m in recorded.values()]
-    differing = sorted({key for m in shared for key in differences(m, here)})
+    differing = sorted({key for m in recorded.values() for key in kind_differences(m, here)})
     if not differing:
         return f"this machine is the kind {whose} trained on: the same inputs give the same bits"
     return (

@@ -16,7 +16,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from trainstyles.commands import dvc, git, stages_run
-from trainstyles.machine import fingerprint, run_machines
+from trainstyles.machine import fingerprint, kind_differences, run_machines
 
 
 def reproduce_here(root: Path) -> list[str]:
@@ -28,7 +28,7 @@ def reproduce_here(root: Path) -> list[str]:
     elsewhere = [
         style
         for style, machine in run_machines(None, root).items()
-        if machine != here and style not in ran
+        if (machine is None or kind_differences(machine, here)) and style not in ran
     ]
     if elsewhere:
         dvc("repro", "--force", "--single-item", *elsewhere, cwd=root)
