@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -39,8 +40,10 @@ LONGEST_FIRST = (
     "test_resume",  # trainers started, killed and resumed
     "test_adding_a_style",  # a style added, and the pipeline run again
     "test_report",
+    "test_workflows",  # the workflows' jobs, a fork's training both runs
     "test_pipeline",
     "test_distribute",
+    "test_remote",
 )
 
 
@@ -205,3 +208,77 @@ def table_rows(page: str, first_cell: str) -> list[list[str]]:
     """The cells of every Markdown table row whose first cell is `first_cell`."""
     rows = [line.strip("|").split("|") for line in page.splitlines() if line.startswith("|")]
     return [[cell.strip() for cell in row] for row in rows if row[0].strip() == first_cell]
+
+
+# An S3 server on 127.0.0.1 for the remote's tests: moto's, as DVC's own test suite uses. It
+# takes any credentials; the tests' processes get these, as a CI job gets its secrets.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "trainstyles-test",
+    "AWS_SECRET_ACCESS_KEY": "trainstyles-test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # Without credentials botocore would ask the EC2 metadata address: never from a test.
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The endpoint URL of an S3 server on 127.0.0.1, for this test process's session."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    saved = {key: os.environ.get(key) for key in S3_CREDENTIALS}
+    os.environ.update(S3_CREDENTIALS)
+    yield f"http://{host}:{port}"
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+def s3_client(endpoint: str):
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("s3", endpoint_url=endpoint, **{
+        name: S3_CREDENTIALS[key] for name, key in (
+            ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+            ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+            ("region_name", "AWS_DEFAULT_REGION"),
+        )
+    })  # fmt: skip
+
+
+def add_s3_remote(repo: Path, endpoint: str, bucket: str) -> None:
+    """A new bucket as the repository's default remote, set up as docs/comparing.md says
+    (`verify`: each object pulled is checked against its hash), and committed."""
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    dvc(repo, "remote", "add", "--default", "storage", f"s3://{bucket}/runs")
+    dvc(repo, "remote", "modify", "storage", "endpointurl", endpoint)
+    dvc(repo, "remote", "modify", "storage", "verify", "true")
+    commit(repo, "the team's S3 remote")
+
+
+def clone_ready_for_make(origin: Path, destination: Path, branch: str | None = None) -> Path:
+    """A fresh git clone of `origin`, as `make setup` would leave it without installing again:
+    this environment's venv and the checkout's Vega beside it, older than what they install."""
+    branch_args = ["-b", branch] if branch else []
+    subprocess.run(["git", "clone", "-q", *branch_args, str(origin), str(destination)], check=True)
+    (destination / ".venv").symlink_to(sys.prefix)
+    if (REPO / "node_modules").is_dir():
+        (destination / "node_modules").symlink_to(REPO / "node_modules")
+    for name in ("requirements.txt", "pyproject.toml", "package.json", "package-lock.json"):
+        os.utime(destination / name, (0, 0))
+    return destination
+
+
+def make(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`make args` in `repo`, with the repo's own code."""
+    environment = {**os.environ, "PYTHONPATH": str(repo / "src"), **(env or {})}
+    return subprocess.run(
+        ["make", *args], cwd=repo, env=environment, capture_output=True, text=True, check=False
+    )
