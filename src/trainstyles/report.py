@@ -275,9 +275,14 @@ def diff_section(revision: str, record: dict | None, here: dict, same_machine: b
     ]
     params = diff_rows(dvc_diff("params", revision), None)
     if same_machine:
-        with base_worktree(revision) as base:
+        with base_worktree(revision) as (base, ran):
             metrics = values_diff(metric_values(base), metric_values(Path()))
         sections.append(f"Base and head both trained on this machine: {describe(here)}")
+        sections.append(
+            f"The base's stages run here: {', '.join(ran)}"
+            if ran
+            else "The base's stages run here: none (its run came from the DVC cache or remote)"
+        )
     else:
         metrics = dvc_diff("metrics", revision)
         sections.append(machines_line(revision, run_machines(revision), run_machines()))

@@ -9,19 +9,21 @@ recorded on another machine than this one: both sides of the diff then come from
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from trainstyles import StageError, StageWarning
 from trainstyles.commands import dvc, git, stages_run
 from trainstyles.machine import fingerprint, kind_differences, run_machines
 
 
 def reproduce_here(root: Path) -> list[str]:
     """`dvc repro` in `root`, then a forced re-run of each trainer that did not run just now and
-    whose recorded machine is not this one (or is not recorded); returns those trainers."""
+    whose recorded machine is not this one (or is not recorded); returns every stage it ran."""
     ran = stages_run(dvc("repro", cwd=root))
     threads = YAML(typ="safe").load(root / "params.yaml")["train"].get("intra_op_threads", 0)
     here = fingerprint(threads)
@@ -32,22 +34,36 @@ def reproduce_here(root: Path) -> list[str]:
     ]
     if elsewhere:
         dvc("repro", "--force", "--single-item", *elsewhere, cwd=root)
-        dvc("repro", cwd=root)
-    return elsewhere
+        ran |= stages_run(dvc("repro", cwd=root)) | set(elsewhere)
+    return sorted(ran)
+
+
+def fill_from_remote(root: Path) -> None:
+    """Fetch the run committed in `root` from its DVC remote into the cache, where a remote is
+    configured: a PR job then pulls the base's run, pushed from main, rather than training it. A
+    remote that cannot be read (a fork's job has no secrets) is said, and the run reproduced."""
+    if not dvc("remote", "list", cwd=root).strip():
+        return
+    try:
+        dvc("fetch", cwd=root)
+    except StageError as error:
+        said = f"the DVC remote lacks part of the base's run, which is trained here: {error}"
+        warnings.warn(said, StageWarning, stacklevel=2)
 
 
 @contextmanager
-def base_worktree(revision: str) -> Iterator[Path]:
-    """A worktree of `revision`, reproduced on this machine with this checkout's DVC cache."""
+def base_worktree(revision: str) -> Iterator[tuple[Path, list[str]]]:
+    """A worktree of `revision`, reproduced on this machine with this checkout's DVC cache, and
+    the stages that had to run for it (none where the cache or the remote held its run)."""
     cache = dvc("cache", "dir").strip()
     path = Path(tempfile.mkdtemp(prefix="trainstyles-base-")) / "base"
     git("worktree", "add", "--detach", str(path), revision)
     try:
         dvc("cache", "dir", "--local", cache, cwd=path)
         # What the cache holds needs no training: a new worktree has no outputs of its own.
+        fill_from_remote(path)
         dvc("checkout", "--allow-missing", cwd=path)
-        reproduce_here(path)
-        yield path
+        yield path, reproduce_here(path)
     finally:
         git("worktree", "remove", "--force", str(path))
         shutil.rmtree(path.parent, ignore_errors=True)
