@@ -233,6 +233,27 @@ MUTANTS = [
         "        if False:",
         ("tests/test_gpu.py", "-k", "refused"),
     ),
+    Mutant(
+        "a pull request fetches the base's run from the DVC remote rather than training it",
+        "src/trainstyles/same_machine.py",
+        "        fill_from_remote(path)\n",
+        "",
+        ("tests/test_workflows.py", "-k", "pulls_mains"),
+    ),
+    Mutant(
+        "the same-machine A/B retrains only the styles recorded on another machine",
+        "src/trainstyles/same_machine.py",
+        "(machine is None or kind_differences(machine, here))",
+        "machine != here",
+        ("tests/test_workflows.py", "-k", "pulls_mains"),
+    ),
+    Mutant(
+        "a pull request from a fork posts no comment",
+        ".github/workflows/compare.yml",
+        "        if: github.event.pull_request.head.repo.full_name == github.repository\n",
+        "",
+        ("tests/test_workflows.py", "-k", "fork"),
+    ),
 ]
 
 
