@@ -59,10 +59,17 @@ report: setup
 
 # The seed sweep: every style under SEEDS seeds (each with its own summation order) as queued
 # `dvc exp run`s, the workspace untouched; writes sweep/record.json, the noise the report uses.
-SEEDS ?= 5
+# SEEDS=N for N runs; by default as many as sweep/record.json holds (at least 5): a smaller
+# record never replaces a larger one unless asked (python -m trainstyles.sweep --replace).
+SEEDS ?=
 sweep: setup
 	dvc repro split
-	python -m trainstyles.sweep --seeds $(SEEDS)
+	python -m trainstyles.sweep $(if $(SEEDS),--seeds $(SEEDS))
+
+# README's table of the committed run, rewritten from the workspace's run (after `make repro`,
+# before committing it); `make report` only writes report/.
+readme: setup
+	python -m trainstyles.report --readme
 
 # The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
 # FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary

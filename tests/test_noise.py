@@ -1,6 +1,7 @@
 """The statistics behind every "beyond noise" and "within noise" the project prints."""
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -105,3 +106,21 @@ def test_the_acceptance_floor_passes_seed_42_on_both_machine_kinds(record, style
 def test_the_sweep_refuses_fewer_than_two_runs_before_it_queues_any():
     with pytest.raises(StageError, match=r"^--seeds 1: a spread needs at least 2 runs$"):
         sweep.sweep(1)
+
+
+def test_a_smaller_sweep_never_silently_replaces_a_larger_record(tmp_path):
+    """By default the sweep keeps the record's size; fewer runs are refused before anything is
+    queued, unless --replace; more are always welcome."""
+    out = tmp_path / "record.json"
+    assert sweep.runs_wanted(None, out) == sweep.DEFAULT_RUNS  # no record yet
+    shutil.copy(REPO / "sweep" / "record.json", out)
+    held = len(json.loads(out.read_text())["runs"])
+    assert sweep.runs_wanted(None, out) == max(held, sweep.DEFAULT_RUNS)
+    assert sweep.runs_wanted(held + 1, out) == held + 1
+    with pytest.raises(StageError) as refused:
+        sweep.runs_wanted(held - 1, out)
+    assert str(refused.value) == (
+        f"--seeds {held - 1}: {out} holds {held} runs, and a record of fewer would replace it "
+        f"(its threshold wider, its floors lower); ask for {held} or more, or --replace"
+    )
+    assert sweep.runs_wanted(held - 1, out, replace=True) == held - 1

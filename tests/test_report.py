@@ -257,3 +257,26 @@ def test_experiments_run_queue_and_show_each_styles_metrics(repo):
         for style in STYLES:
             row = data["metrics"][f"metrics/{style}.json"]["data"]
             assert 0.1 < row["test_accuracy"] <= 1.0
+
+
+def test_the_report_changes_no_file_but_its_own_and_the_readme_table_is_a_command_of_its_own(
+    repo,
+):
+    """Looking changes nothing: the report adds no change that git sees. `make readme`
+    (--readme) then rewrites the README's committed-run table, and only that."""
+
+    def changed() -> set[str]:
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        done = subprocess.run(status, cwd=repo, capture_output=True, text=True, check=True)
+        return set(done.stdout.splitlines())
+
+    before = changed()  # what the module's other tests left in the workspace
+    assert report(repo).returncode == 0
+    assert changed() == before
+    result = report(repo, "--readme")
+    assert result.returncode == 0, result.stderr
+    assert changed() - before == {" M README.md"}
+    readme = (repo / "README.md").read_text()
+    accuracy = json.loads((repo / "metrics" / "train_fit.json").read_text())["test_accuracy"]
+    assert f"| `train_fit` | {accuracy:.4f} |" in readme
+    subprocess.run(["git", "checkout", "-q", "README.md"], cwd=repo, check=True)

@@ -422,13 +422,16 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
         parts.append(diff_section(revision, record, here, same_machine))
     page = out / "report.md"
     page.write_text("\n\n".join(parts) + "\n")
-    trained_on = "; ".join(sorted({describe(m) for m in run_machines().values() if m}))
-    replace_block(
-        README,
-        "committed run",
-        styles_table(results, None, params.model.num_classes) + f"\n\nTrained on {trained_on}.",
-    )
     return page
+
+
+def committed_run_block() -> str:
+    """README's table of the run in the workspace, and the machines it trained on: what the
+    README shows as the committed run, rewritten only when asked (`make readme`)."""
+    results = {style: read_json(METRICS_DIR / f"{style}.json") for style in STYLES}
+    trained_on = "; ".join(sorted({describe(m) for m in run_machines().values() if m}))
+    table_text = styles_table(results, None, load_params().model.num_classes)
+    return f"{table_text}\n\nTrained on {trained_on}."
 
 
 def main() -> str:
@@ -440,7 +443,16 @@ def main() -> str:
         help="reproduce REV (and the workspace) on this machine before the diff",
     )
     parser.add_argument("--out", type=Path, default=Path("report"), help="output directory")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help=f"only rewrite {README}'s committed-run table from the workspace's run",
+    )
     args = parser.parse_args()
+    if args.readme:
+        if not replace_block(README, "committed run", committed_run_block()):
+            raise StageError(f"{README} has no <!-- committed run --> block to rewrite")
+        return f"rewrote {README}'s committed-run table from the workspace's run"
     if args.same_machine and not args.against:
         raise StageError("--same-machine needs --against REV: the revision to reproduce here")
     page = write_report(args.out, args.against, args.same_machine)

@@ -27,6 +27,8 @@ from trainstyles.params import STYLES, load_params
 from trainstyles.report import sweep_tables
 from trainstyles.stage import MACHINE_DIR, METRICS_DIR, run_stage
 
+DEFAULT_RUNS = 5
+
 PREFIX = "sweep-"
 
 
@@ -81,6 +83,21 @@ def experiment_results(runs: list[dict]) -> list[dict]:
     return results
 
 
+def runs_wanted(requested: int | None, out: Path, replace: bool = False) -> int:
+    """How many runs to sweep: as asked, else as many as the record at `out` holds (at least
+    DEFAULT_RUNS). Fewer than it holds would replace it with a wider threshold and lower floors,
+    so that is refused, before anything is queued, unless `replace` says so."""
+    held = len(json.loads(out.read_text())["runs"]) if out.is_file() else 0
+    if requested is None:
+        return max(held, DEFAULT_RUNS)
+    if requested < held and not replace:
+        raise StageError(
+            f"--seeds {requested}: {out} holds {held} runs, and a record of fewer would replace "
+            f"it (its threshold wider, its floors lower); ask for {held} or more, or --replace"
+        )
+    return requested
+
+
 def sweep(count: int) -> dict:
     if count < 2:
         raise StageError(f"--seeds {count}: a spread needs at least 2 runs")
@@ -107,10 +124,15 @@ def sweep(count: int) -> dict:
 
 def main() -> str:
     parser = argparse.ArgumentParser(prog="python -m trainstyles.sweep", description=__doc__)
-    parser.add_argument("--seeds", type=int, default=5, help="how many runs (default 5)")
+    parser.add_argument(
+        "--seeds", type=int, help="how many runs (default: as many as the record has, at least 5)"
+    )
     parser.add_argument("--out", type=Path, default=RECORD, help=f"the record ({RECORD})")
+    parser.add_argument(
+        "--replace", action="store_true", help="replace the record even with fewer runs"
+    )
     args = parser.parse_args()
-    record = sweep(args.seeds)
+    record = sweep(runs_wanted(args.seeds, args.out, args.replace))
     write_json(record, args.out)
     page = replace_block(NOISE_PAGE, "sweep", sweep_tables(record))
     return (
