@@ -16,7 +16,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # CUDA=1; CUDA=0 leaves it out anywhere.
 CUDA ?= $(shell { [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi; } >/dev/null 2>&1 && echo 1)
 
-.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check
+.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check readme
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
