@@ -104,18 +104,19 @@ image:
 
 # The Dockerfile built and smoke-run here, where no Docker engine runs and no registry answers:
 # podman builds it on a local debootstrap of the base's Debian release, through the smoke stage
-# (gpu-check, the pipeline on tiny params, the fast tests), then the production image. `podman run` does not
+# (gpu-check, the pipeline on tiny params, the fast tests), then the production image. debootstrap
+# needs root, so a user runs it all through sudo: podman keeps one image store per user. `podman run` does not
 # work here, hence the smoke run as a build stage. Layers are cached in podman's storage.
 CA_BUNDLE := /etc/ssl/certs/ca-certificates.crt
 PODMAN_BUILD := podman build --isolation chroot $(if $(wildcard $(CA_BUNDLE)),-v $(CA_BUNDLE):$(CA_BUNDLE):ro)
 image-test:
 	@command -v podman >/dev/null || { echo "make image-test: error: podman not found (apt-get install podman debootstrap)" >&2; exit 1; }
 	@start=$$(date +%s) \
-	&& base=$$(docker/standin-base.sh) \
+	&& base=$$($(SUDO) docker/standin-base.sh) \
 	&& echo "image-test: stand-in base $$base" \
-	&& $(PODMAN_BUILD) --build-arg BASE_IMAGE=$$base --target smoke -t $(IMAGE):smoke . \
-	&& $(PODMAN_BUILD) --build-arg BASE_IMAGE=$$base -t $(IMAGE):standin . \
-	&& size=$$(podman image inspect --format '{{.Size}}' $(IMAGE):standin) \
+	&& $(SUDO) $(PODMAN_BUILD) --build-arg BASE_IMAGE=$$base --target smoke -t $(IMAGE):smoke . \
+	&& $(SUDO) $(PODMAN_BUILD) --build-arg BASE_IMAGE=$$base -t $(IMAGE):standin . \
+	&& size=$$($(SUDO) podman image inspect --format '{{.Size}}' $(IMAGE):standin) \
 	&& echo "image-test: built $(IMAGE):standin, $$(( size / 1000000 )) MB, in $$(( $$(date +%s) - start )) s"
 
 setup: $(VENV)/.installed $(if $(filter 1,$(CUDA)),$(VENV)/.cuda-installed) node_modules/.package-lock.json data
