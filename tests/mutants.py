@@ -254,6 +254,21 @@ MUTANTS = [
         "",
         ("tests/test_workflows.py", "-k", "fork"),
     ),
+    Mutant(
+        "make report changes no tracked file",
+        "src/trainstyles/report.py",
+        '    page.write_text("\\n\\n".join(parts) + "\\n")\n',
+        '    page.write_text("\\n\\n".join(parts) + "\\n")\n'
+        '    replace_block(README, "committed run", committed_run_block())\n',
+        ("tests/test_report.py", "-k", "readme"),
+    ),
+    Mutant(
+        "a sweep of fewer runs never silently replaces a larger record",
+        "src/trainstyles/sweep.py",
+        "    if requested < held and not replace:",
+        "    if False:",
+        ("tests/test_noise.py", "-k", "smaller_sweep"),
+    ),
 ]
 
 
