@@ -244,13 +244,13 @@ def s3_server():
 def s3_client(endpoint: str):
     import boto3  # noqa: PLC0415
 
-    return boto3.client("s3", endpoint_url=endpoint, **{
-        name: S3_CREDENTIALS[key] for name, key in (
-            ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-            ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-            ("region_name", "AWS_DEFAULT_REGION"),
-        )
-    })  # fmt: skip
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
 
 
 def add_s3_remote(repo: Path, endpoint: str, bucket: str) -> None:

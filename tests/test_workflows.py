@@ -50,11 +50,12 @@ def condition(expression: str, context: dict) -> bool:
     return value(left.strip(), context) == value(right.strip(), context)
 
 
-def run_job(workflow: str, repo: Path, context: dict, path: str) -> list[dict]:
+def run_job(workflow: str, repo: Path, context: dict, runner: dict) -> list[dict]:
     """Each step of the workflow's one job that has `run:`, in order, in `repo`, as a runner
-    runs it: `bash -e`, its `env` and `if` evaluated over `context`, its outputs gathered
-    from $GITHUB_OUTPUT into `steps.<id>.outputs`. Steps that use an action are the runner's
-    setup (checkout, Python, CML's install) or an upload, and are left out."""
+    runs it: `bash -e` in the `runner`'s environment, its `env` and `if` evaluated over
+    `context`, its outputs gathered from $GITHUB_OUTPUT into `steps.<id>.outputs`. Steps that
+    use an action are the runner's setup (checkout, Python, CML's install) or an upload, and
+    are left out."""
     (job,) = YAML(typ="safe").load(WORKFLOWS / workflow)["jobs"].values()
     context = {**context, "steps": {}}
     results = []
@@ -66,11 +67,10 @@ def run_job(workflow: str, repo: Path, context: dict, path: str) -> list[dict]:
             continue
         output = Path(tempfile.mkstemp(dir=repo.parent)[1])
         env = {
-            **os.environ,
+            **runner,
             **{key: EXPRESSION.sub(lambda m: value(m[1], context), str(text))
                for key, text in step.get("env", {}).items()},
             "GITHUB_OUTPUT": str(output),
-            "PATH": path,
             "PYTHONPATH": str(repo / "src"),
         }  # fmt: skip
         done = subprocess.run(
@@ -113,8 +113,11 @@ def team(small_run, s3_server, tmp_path_factory) -> dict:
         "AWS_SECRET_ACCESS_KEY": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         "GITHUB_TOKEN": "a-token",
     }
-    return {"origin": origin, "root": root, "path": f"{stubs}:{os.environ['PATH']}",
-            "secrets": secrets}  # fmt: skip
+    # The runner's own environment: CML's stand-in first on PATH, and no credentials but the
+    # secrets a job passes to its steps.
+    runner = {key: value for key, value in os.environ.items() if key not in secrets}
+    runner["PATH"] = f"{stubs}:{os.environ['PATH']}"
+    return {"origin": origin, "root": root, "runner": runner, "secrets": secrets}
 
 
 def pull_request(team: dict, name: str, head_repository: str, secrets: dict) -> dict:
@@ -130,20 +133,13 @@ def pull_request(team: dict, name: str, head_repository: str, secrets: dict) -> 
         },
         "secrets": secrets,
     }
-    path = team["path"]
-    os.environ["CML_CALLS"] = str(calls)
-    # The runner's own environment: no credentials but the secrets the job passes.
-    saved = {key: os.environ.pop(key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    try:
-        steps = run_job("compare.yml", clone, context, path)
-    finally:
-        os.environ.update(saved)
+    steps = run_job("compare.yml", clone, context, team["runner"] | {"CML_CALLS": str(calls)})
     return {"clone": clone, "steps": steps, "calls": calls}
 
 
 def test_mains_push_job_pulls_the_pushed_run_and_trains_nothing(team):
     clone = clone_ready_for_make(team["origin"], team["root"] / "main-push", branch="main")
-    steps = run_job("push.yml", clone, {"secrets": team["secrets"]}, team["path"])
+    steps = run_job("push.yml", clone, {"secrets": team["secrets"]}, team["runner"])
     assert [step.get("skipped", False) for step in steps] == [False] * len(steps)
     assert ran(steps, "Reproduce") == set()
     assert (

@@ -71,17 +71,17 @@ class Opened:
     needed_for: str
 
 
-def build_majors() -> dict[str, str]:
-    """The CUDA and cuDNN major versions in TensorFlow's build info."""
-    build = tf.sysconfig.get_build_info()
-    if not build.get("is_cuda_build"):
-        raise StageError(f"TensorFlow {tf.__version__} is not built with CUDA: no GPU can train")
-    return {key: str(build[f"{key}_version"]).split(".")[0] for key in ("cuda", "cudnn")}
-
-
 def cuda_build() -> bool:
     """Whether this TensorFlow is built with CUDA (Linux x86-64's wheels are; others may not be)."""
     return bool(tf.sysconfig.get_build_info().get("is_cuda_build"))
+
+
+def build_majors() -> dict[str, str]:
+    """The CUDA and cuDNN major versions in TensorFlow's build info."""
+    if not cuda_build():
+        raise StageError(f"TensorFlow {tf.__version__} is not built with CUDA: no GPU can train")
+    build = tf.sysconfig.get_build_info()
+    return {key: str(build[f"{key}_version"]).split(".")[0] for key in ("cuda", "cudnn")}
 
 
 def soname(library: CudaLibrary, majors: dict[str, str]) -> str:
