@@ -6,7 +6,15 @@ import subprocess
 import sys
 
 from conftest import REPO
-from trainstyles.machine import comparison, describe, differences, fingerprint, gpus
+from trainstyles.machine import (
+    comparison,
+    describe,
+    differences,
+    fingerprint,
+    gpus,
+    kind_name,
+    kind_slug,
+)
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 echo "0, NVIDIA H100 80GB HBM3, 580.95.05"
@@ -88,3 +96,17 @@ def test_the_devices_a_run_trained_on_are_recorded_and_said_but_not_compared():
     assert describe(trained).endswith("; trained on GPU:0 (NVIDIA H200, compute capability 9.0)")
     same = comparison(here, {"train_fit": trained}, "HEAD")
     assert same.startswith("this machine is the kind HEAD trained on")
+
+
+def test_a_kind_is_named_by_the_gpu_that_trained_else_the_cpu_model_and_family():
+    amd = {"cpu": {"model_name": "AMD EPYC 7B13 64-Core Processor", "vendor": "AuthenticAMD",
+                   "family_model": "25/1"}, "gpu": [], "devices": ["CPU:0"]}  # fmt: skip
+    intel = {"cpu": {"model_name": "Intel(R) Xeon(R) Processor @ 2.80GHz",
+                     "vendor": "GenuineIntel", "family_model": "6/106"}, "gpu": []}  # fmt: skip
+    assert kind_name(amd) == "AMD EPYC 7B13 25/1"
+    assert kind_name(intel) == "Intel Xeon 6/106"
+    assert kind_slug(intel) == "intel-xeon-6-106"
+    h200 = {**intel, "gpu": [{"name": "NVIDIA H200"}], "devices": ["GPU:0"]}
+    assert kind_name(h200) == "NVIDIA H200"
+    # A GPU beside the CPU that trained does not name the kind.
+    assert kind_name({**h200, "devices": ["CPU:0"]}) == "Intel Xeon 6/106"

@@ -15,6 +15,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -115,6 +116,29 @@ def describe(machine: dict) -> str:
         f", {graphics or 'no GPU'}; TensorFlow {versions['tensorflow']}, Keras {versions['keras']}"
         f"{trained}"
     )
+
+
+# Words in /proc/cpuinfo's model names that say nothing of the kernels a CPU runs.
+MODEL_NOISE = re.compile(r"\((?:R|TM)\)|\bProcessor\b|\bCPU\b|@.*$|\d+-Core\b", re.IGNORECASE)
+
+
+def trained_on_gpu(machine: dict) -> bool:
+    return any("GPU" in device for device in machine.get("devices", []))
+
+
+def kind_name(machine: dict) -> str:
+    """The kind of machine a fingerprint describes, in a few words: the GPU that trained, else
+    the CPU's model and family/model, which set the kernels and so the bits ("AMD EPYC 25/17")."""
+    if trained_on_gpu(machine) and machine["gpu"]:
+        return machine["gpu"][0]["name"]
+    processor = machine["cpu"]
+    model = " ".join(MODEL_NOISE.sub(" ", processor["model_name"]).split()) or processor["vendor"]
+    return f"{model} {processor['family_model']}"
+
+
+def kind_slug(machine: dict) -> str:
+    """kind_name as a file name: "amd-epyc-25-17"."""
+    return re.sub(r"[^a-z0-9]+", "-", kind_name(machine).lower()).strip("-")
 
 
 def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
