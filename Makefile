@@ -58,9 +58,10 @@ report: setup
 	python -m trainstyles.report --against $(REV) $(if $(SAME_MACHINE),--same-machine)
 
 # The seed sweep: every style under SEEDS seeds (each with its own summation order) as queued
-# `dvc exp run`s, the workspace untouched; writes sweep/record.json, the noise the report uses.
-# SEEDS=N for N runs; by default as many as sweep/record.json holds (at least 5): a smaller
-# record never replaces a larger one unless asked (python -m trainstyles.sweep --replace).
+# `dvc exp run`s, the workspace untouched; writes this machine kind's record, sweep/<kind>.json,
+# the noise the report and make test-real judge this kind's runs by. SEEDS=N for N runs; by
+# default as many as that record holds (at least 5): a smaller record never replaces a larger
+# one unless asked (python -m trainstyles.sweep --replace).
 SEEDS ?=
 sweep: setup
 	dvc repro split

@@ -268,17 +268,30 @@ def clone_ready_for_make(origin: Path, destination: Path, branch: str | None = N
     this environment's venv and the checkout's Vega beside it, older than what they install."""
     branch_args = ["-b", branch] if branch else []
     subprocess.run(["git", "clone", "-q", *branch_args, str(origin), str(destination)], check=True)
-    (destination / ".venv").symlink_to(sys.prefix)
+    return ready_for_make(destination)
+
+
+def ready_for_make(repo: Path) -> Path:
+    """`repo` as `make setup` would leave it, without installing again: this environment's venv
+    and the checkout's Vega beside it, older than what they install."""
+    (repo / ".venv").symlink_to(sys.prefix)
     if (REPO / "node_modules").is_dir():
-        (destination / "node_modules").symlink_to(REPO / "node_modules")
+        (repo / "node_modules").symlink_to(REPO / "node_modules")
     for name in ("requirements.txt", "pyproject.toml", "package.json", "package-lock.json"):
-        os.utime(destination / name, (0, 0))
-    return destination
+        os.utime(repo / name, (0, 0))
+    return repo
 
 
 def make(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`make args` in `repo`, with the repo's own code."""
-    environment = {**os.environ, "PYTHONPATH": str(repo / "src"), **(env or {})}
     return subprocess.run(
-        ["make", *args], cwd=repo, env=environment, capture_output=True, text=True, check=False
-    )
+        ["make", *args], cwd=repo, env=own_code(repo, env), capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+
+
+def own_code(repo: Path, env: dict | None = None) -> dict:
+    """An environment in which commands run in `repo` import the repo's own code, and a pytest
+    started there is a run of its own, not a part of this one."""
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    return {**inherited, "PYTHONPATH": str(repo / "src"), **(env or {})}

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, commit, copy_run, dvc, edit_params
+from conftest import REPO, commit, copy_run, dvc, edit_params, make, own_code, ready_for_make
+from trainstyles.commands import copy_worktree
 from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
 
 GUIDE = REPO / "docs" / "adding-a-style.md"
 NEW = "train_accum"
+INSIDE = "TRAINSTYLES_GUIDE_COPY"  # set where the guide's copy runs its own tests
 # A fenced block whose info string says where it goes: ```python file=PATH, append-to=PATH, or
 # after="LINE" / before="LINE" in=PATH.
 PLACED_BLOCK = re.compile(r"^```\w+ (.+?)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -75,25 +77,60 @@ def add_dvc_yaml_lines(repo: Path) -> None:
     yaml.dump(pipeline, repo / "dvc.yaml")
 
 
-@pytest.fixture(scope="module")
-def repo(small_run, tmp_path_factory) -> Path:
-    """The guide followed in a copy of the session's small run, then `dvc repro`."""
-    copy = copy_run(small_run, tmp_path_factory.mktemp("new-style") / "repo")
+def follow_guide(repo: Path) -> None:
+    """Steps 1 to 3 of the guide, in `repo`."""
     blocks = guide_blocks()
     assert blocks[0][0] == {"file": "src/trainstyles/styles/accum.py"}
     for place, text in blocks:
-        apply_block(copy, place, text)
-    add_dvc_yaml_lines(copy)
+        apply_block(repo, place, text)
+    add_dvc_yaml_lines(repo)
+
+
+def step_4_commands() -> list[str]:
+    """The commands of the guide's step 4, its one console block, as the page has them."""
+    [block] = re.findall(r"^```console\n(.*?)^```$", GUIDE.read_text(), re.MULTILINE | re.DOTALL)
+    return [line[2:].split(" # ")[0].strip() for line in block.splitlines() if line[:2] == "$ "]
+
+
+def shell(repo: Path, command: str) -> subprocess.CompletedProcess:
+    """A command as a user types it in `repo`: this environment's tools first on PATH."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return subprocess.run(
+        ["bash", "-c", command], cwd=repo, env=own_code(repo, {"PATH": path}),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def repo(small_run, tmp_path_factory) -> Path:
+    """The guide's steps 1 to 3 followed in a copy of the session's small run."""
+    copy = ready_for_make(copy_run(small_run, tmp_path_factory.mktemp("new-style") / "repo"))
+    follow_guide(copy)
     edit_params(copy / "params.yaml", {NEW: {"epochs": 2}})
     commit(copy, f"add {NEW}")
-    dvc(copy, "repro")
     return copy
+
+
+@pytest.fixture(scope="module")
+def checked(repo) -> dict[str, str]:
+    """Step 4 of the guide, run in the copy as written: each command must succeed. Its output
+    by command, for the tests below."""
+    said = {}
+    for command in step_4_commands():
+        result = shell(repo, command)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        said[command] = result.stdout
+    return said
+
+
+def said_by(checked: dict[str, str], start: str) -> str:
+    [output] = [output for command, output in checked.items() if command.startswith(start)]
+    return output
 
 
 def run_in(repo: Path, *command: str) -> str:
     result = subprocess.run(
-        [sys.executable, *command],
-        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo / "src")},
+        [sys.executable, *command], cwd=repo, env=own_code(repo),
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -105,12 +142,16 @@ def test_the_new_style_is_last_in_the_copys_list_of_styles(repo):
     assert listed == [*STYLES, NEW]
 
 
-def test_its_stage_deps_and_lines_in_dvc_yaml_pass_the_copys_own_checks(repo):
-    run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not real",
-           "tests/test_dvc_yaml.py", "-k", f"{NEW} or evaluate or curves")  # fmt: skip
+def test_step_4_of_the_guide_runs_as_written(checked):
+    assert [command.split()[:2] for command in checked] == [
+        ["pytest", "tests/test_dvc_yaml.py"], ["dvc", "repro"], ["dvc", "metrics"],
+        ["make", "equivalence"], ["make", "report"], ["pytest", "tests/test_faults.py"],
+    ]  # fmt: skip
+    assert re.search(r"\b[1-9]\d* passed", said_by(checked, "pytest tests/test_dvc_yaml.py"))
 
 
-def test_metrics_show_has_a_row_for_the_new_style(repo):
+def test_metrics_show_has_a_row_for_the_new_style(repo, checked):
+    assert f"metrics/{NEW}.json" in said_by(checked, "dvc metrics show")
     files = next(iter(json.loads(dvc(repo, "metrics", "show", "--json")).values()))["data"]
     row = files[f"metrics/{NEW}.json"]["data"]
     assert row["epochs_run"] == 2
@@ -118,8 +159,7 @@ def test_metrics_show_has_a_row_for_the_new_style(repo):
     assert set(row) == set(files[f"metrics/{STYLES[0]}.json"]["data"])
 
 
-def test_the_report_shows_the_new_style(repo):
-    run_in(repo, "-m", "trainstyles.report", "--against", "HEAD")
+def test_the_report_shows_the_new_style(repo, checked):
     page = (repo / "report" / "report.md").read_text()
     rows = [line for line in page.splitlines() if line.startswith(f"| `{NEW}`")]
     assert len(rows) >= 2  # the figures table and the altitude table
@@ -129,15 +169,36 @@ def test_the_report_shows_the_new_style(repo):
     )
 
 
-def test_the_equivalence_proof_holds_the_new_style_to_train_step(repo):
-    said = run_in(repo, "-m", "trainstyles.equivalence", "--epochs", "1", "--train-limit", "256")
+def test_the_equivalence_proof_holds_the_new_style_to_train_step(checked):
+    said = said_by(checked, "make equivalence")
     claim = next(line for line in said.splitlines() if line.strip().startswith(NEW))
     assert "(accumulate=1) ≡ train_step" in claim
     assert said.splitlines()[-1] == "equivalence: proven"
 
 
-def test_the_fault_tests_cover_the_new_style(repo):
-    said = run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not real",
-                  "tests/test_faults.py",
-                  "-k", NEW)  # fmt: skip
+def test_the_fault_tests_cover_the_new_style(checked):
+    said = said_by(checked, "pytest tests/test_faults.py")
+    assert re.search(r"\b[1-9]\d* passed", said), said
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """The guide followed in a copy of this checkout as it is: its committed run, its sweep
+    records (which do not know the new style) and all, on the real params."""
+    copy = tmp_path_factory.mktemp("guide-checkout") / "repo"
+    copy_worktree(REPO, copy)
+    follow_guide(ready_for_make(copy))
+    commit(copy, f"add {NEW}")
+    return copy
+
+
+@pytest.mark.real
+@pytest.mark.skipif(bool(os.environ.get(INSIDE)), reason="the guide's copy runs this file too")
+@pytest.mark.parametrize("target", ["test", "test-real"])
+def test_after_the_guide_make_test_and_make_test_real_pass(checkout, target):
+    """A new style, not in any sweep record yet, keeps both tiers a user runs green: the fast
+    one, and the acceptance run on the real data (where it is held to having learned)."""
+    result = make(checkout, target, env={INSIDE: "1"})
+    said = result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, said
     assert re.search(r"\b[1-9]\d* passed", said), said

@@ -6,12 +6,13 @@ reported beyond noise for its test accuracy; and a base revision trained on anot
 must be reproduced here by the same-machine A/B.
 """
 
-import json
 import subprocess
 
 import pytest
 
 from conftest import commit, copy_repo, dvc, edit_params, run_module, table_rows
+from trainstyles import noise
+from trainstyles.machine import fingerprint, kind_name, kind_slug
 from trainstyles.params import STYLES
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,6 @@ def repo(tmp_path_factory):
     swept = run_module(copy, "trainstyles.sweep", "--seeds", str(SWEEP_SEEDS))
     assert swept.returncode == 0, swept.stderr[-2000:]
     assert swept.stdout.splitlines()[-1].startswith("sweep: trained 4 styles under seeds 43–47 in ")
-    assert swept.stdout.splitlines()[-1].endswith("and docs/noise.md's tables")
     changed = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"],
         cwd=copy,
@@ -51,8 +51,11 @@ def repo(tmp_path_factory):
         text=True,
         check=True,
     ).stdout.split("\n")
-    # The committed run is untouched: only the record, and docs/noise.md's tables of it, changed.
-    assert {line[3:] for line in changed if line} <= {"sweep/record.json", "docs/noise.md"}
+    # The committed run is untouched: only this kind's record, and docs/noise.md's tables,
+    # changed.
+    record = f"sweep/{kind_slug(fingerprint(2) | {'devices': ['CPU:0']})}.json"
+    assert {line[3:] for line in changed if line} <= {record, "docs/noise.md"}
+    assert swept.stdout.splitlines()[-1].endswith(f"wrote {record} and docs/noise.md's tables")
     commit(copy, "its sweep")
     return copy
 
@@ -74,7 +77,8 @@ def epochs_page(repo, rounding_page) -> str:
 
 
 def test_the_sweep_writes_the_record_and_leaves_the_workspace_alone(repo):
-    record = json.loads((repo / "sweep" / "record.json").read_text())
+    [(path, record)] = noise.records(repo / noise.RECORDS_DIR).items()
+    assert path.name == f"{kind_slug(record['machine'])}.json"
     assert record["seeds"] == [43, 44, 45, 46, 47] and record["hidden_orders"] == [1, 2, 3, 4, 5]
     for style in STYLES:
         for metric, band in record["summary"][style].items():
@@ -84,7 +88,7 @@ def test_the_sweep_writes_the_record_and_leaves_the_workspace_alone(repo):
     assert record["machine"]["cpu"]["model_name"]
     listed = dvc(repo, "exp", "list", "--all-commits", "--name-only").split()
     assert {f"sweep-{seed}" for seed in record["seeds"]} <= set(listed)
-    assert "nothing to commit" in commit_status(repo) or "sweep/record.json" in commit_status(repo)
+    assert "nothing to commit" in commit_status(repo)
 
 
 def commit_status(repo) -> str:
@@ -98,8 +102,13 @@ def commit_status(repo) -> str:
     )
 
 
-def test_the_report_shows_the_spread_and_the_paired_verdicts(rounding_page):
-    assert "## Noise: every style over 5 seeds" in rounding_page
+def test_the_report_shows_the_spread_and_the_paired_verdicts(repo, rounding_page):
+    [(path, record)] = noise.records(repo / noise.RECORDS_DIR).items()
+    kind = kind_name(record["machine"])
+    assert f"## Noise: every style over 5 seeds on {kind}" in rounding_page
+    said = f"the noise of {kind} from {path.relative_to(repo)} (5 runs on {kind})"
+    assert f"The run is judged by {said}." in rounding_page
+    assert f"(a 99 % prediction bound for two runs), with {said}." in rounding_page
     for style in STYLES:
         (row,) = [row for row in table_rows(rounding_page, f"`{style}`") if len(row) == 8]
         assert " ± " in row[1] and "–" in row[2]

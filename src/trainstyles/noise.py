@@ -1,8 +1,9 @@
 """Signal or noise: what the seed sweep's record says about a metric, a change, a pair of styles.
 
-The record (`sweep/record.json`, written by `make sweep`) holds every metric of every style over
-N runs, each with its own seed and its own summation order (`model.hidden_order`, the stand-in
-for another machine's rounding). From it:
+A record (`sweep/<kind>.json`, written by `make sweep`) holds every metric of every style over
+N runs on one kind of machine, each run with its own seed and its own summation order
+(`model.hidden_order`). Rounding differs from kind to kind, so a run is judged by the record of
+its own kind where there is one, else by the nearest, and what judges it is said. From a record:
 
 - a change between two single runs is *beyond noise* when it exceeds k·sd of that metric, with
   k = √2 · t(0.995, n − 1): the two-sided 99 % prediction bound for the difference of two new
@@ -13,16 +14,19 @@ for another machine's rounding). From it:
 - the acceptance floor of a style's test accuracy is its mean − 4 sd.
 """
 
+import json
 import math
 import statistics
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 from scipy import stats
 
+from trainstyles.machine import kind_differences, kind_name, kind_slug
 from trainstyles.params import STYLES
 
-RECORD = Path("sweep/record.json")
+RECORDS_DIR = Path("sweep")  # a record per machine kind, side by side
 VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params
 LEVEL = 0.99  # of the prediction bound behind "beyond noise"
 ALPHA = 0.05  # of the paired comparisons between styles, after Holm's correction
@@ -30,6 +34,51 @@ FLOOR_SDS = 4  # the acceptance floor: mean − 4 sd
 # Metrics that describe a run's length rather than its quality: the report shows them but a
 # pair of styles is compared on what it learned.
 COMPARED = ("test_accuracy", "test_loss")
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The record that judges a run, where it is, and one line saying which and why."""
+
+    record: dict | None
+    path: Path | None
+    line: str
+
+
+def record_path(machine: dict, directory: Path = RECORDS_DIR) -> Path:
+    """Where the record of `machine`'s kind lives: sweep/amd-epyc-25-17.json."""
+    return directory / f"{kind_slug(machine)}.json"
+
+
+def records(directory: Path = RECORDS_DIR) -> dict[Path, dict]:
+    return {path: json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))}
+
+
+def noise_for(machine: dict, directory: Path = RECORDS_DIR) -> Noise:
+    """The record of `machine`'s kind; where there is none, the nearest (the fewest fingerprint
+    keys apart, then the most runs), which stands in and says so."""
+    found = records(directory)
+    if not found:
+        return Noise(None, None, f"no sweep record in {directory}/: `make sweep` measures one")
+    kind = kind_name(machine)
+
+    def distance(path: Path) -> tuple:
+        recorded = found[path]["machine"]
+        apart = kind_differences(recorded, machine)
+        return kind_name(recorded) != kind, len(apart), -len(found[path]["runs"])
+
+    path = min(found, key=distance)
+    record = found[path]
+    measured = f"{path} ({len(record['runs'])} runs on {kind_name(record['machine'])})"
+    if kind_name(record["machine"]) == kind:
+        return Noise(record, path, f"noise of {kind} from {measured}")
+    apart = ", ".join(kind_differences(record["machine"], machine))
+    return Noise(
+        record,
+        path,
+        f"no sweep record for {kind}: the nearest, {measured}, stands in (it differs in "
+        f"{apart}); `make sweep` on {kind} measures its own",
+    )
 
 
 def shared_params(params: dict) -> dict:
@@ -80,6 +129,11 @@ def floor(band: dict) -> float:
     return band["mean"] - FLOOR_SDS * band["sd"]
 
 
+def swept_styles(record: dict) -> list[str]:
+    """The styles the record measured, in the styles' order: one added since is not among them."""
+    return [style for style in STYLES if style in record["summary"]]
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment: each p-value as if tested alone, the family kept at ALPHA."""
     order = sorted(range(len(p_values)), key=p_values.__getitem__)
@@ -95,7 +149,7 @@ def paired(record: dict, metric: str) -> list[dict]:
     the verdict. Pairs that are equal in every run (the same math) need no test."""
     runs = record["runs"]
     pairs = []
-    for a, b in combinations(STYLES, 2):
+    for a, b in combinations(swept_styles(record), 2):
         differences = [run["metrics"][a][metric] - run["metrics"][b][metric] for run in runs]
         pair = {"pair": (a, b), "differences": differences}
         if any(differences):

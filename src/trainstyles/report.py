@@ -27,8 +27,15 @@ import vl_convert
 
 from trainstyles import StageError, noise
 from trainstyles.commands import dvc
-from trainstyles.machine import comparison, describe, differences, fingerprint, run_machines
-from trainstyles.noise import RECORD, shared_params
+from trainstyles.machine import (
+    comparison,
+    describe,
+    differences,
+    fingerprint,
+    kind_name,
+    run_machines,
+)
+from trainstyles.noise import RECORDS_DIR, Noise, noise_for, shared_params
 from trainstyles.outputs import at_chance
 from trainstyles.pages import README, replace_block, table
 from trainstyles.params import STYLES, load_params
@@ -121,11 +128,17 @@ def spread(band: dict, digits: int = 4) -> tuple[str, str]:
     )
 
 
-def sweep_section(record: dict | None, params: dict) -> str:
-    """The sweep's tables, under a heading, with a note where the params have moved since."""
+def sweep_section(chosen: Noise, params: dict) -> str:
+    """The sweep's tables, under a heading that says which record judges the run and why, with
+    a note where the params have moved since."""
+    record = chosen.record
     if record is None:
-        return f"## Noise\n\nNo sweep record ({RECORD}): run `make sweep` to measure it."
-    lines = [f"## Noise: every style over {len(record['runs'])} seeds", sweep_tables(record)]
+        return f"## Noise\n\nNo sweep record ({RECORDS_DIR}/): run `make sweep` to measure it."
+    lines = [
+        f"## Noise: every style over {len(record['runs'])} seeds on {kind_name(record['machine'])}",
+        f"The run is judged by the {chosen.line}.",
+        sweep_tables(record, chosen.path),
+    ]
     changed = differences(record["params"], shared_params(params))
     if changed:
         lines.append(
@@ -135,7 +148,15 @@ def sweep_section(record: dict | None, params: dict) -> str:
     return "\n\n".join(lines)
 
 
-def sweep_tables(record: dict) -> str:
+def records_tables(found: Mapping[Path, dict]) -> str:
+    """docs/noise.md's tables: each machine kind's record under a heading of its own."""
+    return "\n\n".join(
+        f"### {kind_name(record['machine'])}\n\n{sweep_tables(record, path)}"
+        for path, record in found.items()
+    )
+
+
+def sweep_tables(record: dict, path: Path) -> str:
     """Each style's spread over the sweep, and each pair of styles compared run by run."""
     runs, seeds = len(record["runs"]), record["seeds"]
     header = [
@@ -151,7 +172,13 @@ def sweep_tables(record: dict) -> str:
             spread(band["epochs_run"], 1)[0],
             number(noise.floor(band["test_accuracy"])),
         ]
-        for style, band in ((style, record["summary"][style]) for style in STYLES)
+        for style, band in (
+            (style, record["summary"][style]) for style in noise.swept_styles(record)
+        )
+    ] + [
+        [f"`{style}`", "not in the sweep", *[""] * (len(header) - 2)]
+        for style in STYLES
+        if style not in record["summary"]
     ]
     pair_rows = [
         [
@@ -172,7 +199,7 @@ def sweep_tables(record: dict) -> str:
             f"(`model.hidden_order` {record['hidden_orders'][0]}–{record['hidden_orders'][-1]}), "
             f"on {describe(record['machine'])}: {record['seconds'] / 60:.0f} min in all, "
             f"{record['seconds'] / runs / 60:.1f} min a run "
-            f"(`{RECORD}`, written by `make sweep`). Mean ± sd and range over the runs; the "
+            f"(`{path}`, written by `make sweep`). Mean ± sd and range over the runs; the "
             f"acceptance floor of `make test-real` is mean − {noise.FLOOR_SDS} sd.",
             table(header, rows),
             "**The styles compared seed by seed.** Every run trains all styles with one seed, so "
@@ -267,9 +294,10 @@ def machines_summary(recorded: Mapping[str, dict | None], here: dict) -> str:
     return f"Trained on {kinds}. Here, {comparison(here, recorded, 'the run')}."
 
 
-def diff_section(revision: str, record: dict | None, here: dict, same_machine: bool) -> str:
+def diff_section(revision: str, chosen: Noise, here: dict, same_machine: bool) -> str:
     """Params and metrics against `revision`: DVC's diffs, or with `same_machine` the metrics
     of `revision` reproduced here against the workspace reproduced here."""
+    record = chosen.record
     sections = [
         f"## Against `{revision}`" + (", both reproduced on this machine" if same_machine else "")
     ]
@@ -308,7 +336,7 @@ def diff_section(revision: str, record: dict | None, here: dict, same_machine: b
     rule = (
         f" A change is beyond noise when it exceeds k·sd of its metric over the sweep's "
         f"{len(record['runs'])} runs, k = {noise.k_factor(len(record['runs'])):.2f} "
-        "(a 99 % prediction bound for two runs)."
+        f"(a 99 % prediction bound for two runs), with the {chosen.line}."
         if record
         else ""
     )
@@ -390,7 +418,9 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     agreement_figures = read_json(METRICS_DIR / "comparison.json")
     params = load_params()
     here = fingerprint(params.train.intra_op_threads)
-    record = json.loads(RECORD.read_text()) if RECORD.is_file() else None
+    # The run is judged on its own machine's kind, which is not always this one's.
+    judged = next((machine for machine in run_machines().values() if machine), here)
+    chosen = noise_for(judged)
     out.mkdir(parents=True, exist_ok=True)
     plots = render_plots(dvc_plots(), out)
     # The confusion matrices, plotted from evaluate's per-file data, go with the agreement.
@@ -415,11 +445,11 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
         *(link for plot_id, link in plots.items() if plot_id not in confusion),
         "## How the styles agree on the test set\n\n" + agreement,
         *(link for plot_id, link in plots.items() if plot_id in confusion),
-        sweep_section(record, params.model_dump()),
+        sweep_section(chosen, params.model_dump()),
         "## Choosing your altitude\n\n" + altitude_table(),
     ]
     if revision:
-        parts.append(diff_section(revision, record, here, same_machine))
+        parts.append(diff_section(revision, chosen, here, same_machine))
     page = out / "report.md"
     page.write_text("\n\n".join(parts) + "\n")
     return page

@@ -1,7 +1,7 @@
 """The seed sweep: every style trained N more times, through DVC's experiment queue, and the
 spread of each metric written to a record in git.
 
-    python -m trainstyles.sweep [--seeds 5]     (make sweep SEEDS=5)
+    python -m trainstyles.sweep [--seeds 5] [--replace]     (make sweep SEEDS=5)
 
 Run i (1 to N) trains with `seed` + i and `model.hidden_order` + i: a new seed and a new
 summation order, so the spread holds both seed luck and rounding, the stand-in for another
@@ -9,7 +9,8 @@ machine. None repeats the workspace's own params: a run DVC found up to date wou
 committed run's figures, from whatever machine made them, instead of training here. The runs
 are queued experiments named sweep-<seed>, run one at a time in temporary copies: the
 workspace and its committed run stay as they are, and `dvc exp show` lists the runs afterwards.
-Earlier runs of the same names are replaced.
+Earlier runs of the same names are replaced. The record is this machine kind's,
+sweep/<kind>.json, beside the other kinds' (noise.noise_for chooses among them).
 """
 
 import argparse
@@ -19,12 +20,12 @@ from pathlib import Path
 
 from trainstyles import StageError
 from trainstyles.commands import dvc
-from trainstyles.machine import read_at
-from trainstyles.noise import RECORD, shared_params, summarise_runs
+from trainstyles.machine import fingerprint, read_at
+from trainstyles.noise import record_path, records, shared_params, summarise_runs
 from trainstyles.outputs import write_json
 from trainstyles.pages import NOISE_PAGE, replace_block
-from trainstyles.params import STYLES, load_params
-from trainstyles.report import sweep_tables
+from trainstyles.params import STYLES, Params, load_params
+from trainstyles.report import records_tables
 from trainstyles.stage import MACHINE_DIR, METRICS_DIR, run_stage
 
 DEFAULT_RUNS = 5
@@ -83,6 +84,13 @@ def experiment_results(runs: list[dict]) -> list[dict]:
     return results
 
 
+def expected_machine(params: Params) -> dict:
+    """The kind the sweep will record, known before it trains: the GPU where one will train."""
+    machine = fingerprint(params.train.intra_op_threads)
+    on_gpu = bool(machine["gpu"]) and params.train.device != "cpu"
+    return machine | {"devices": ["GPU:0" if on_gpu else "CPU:0"]}
+
+
 def runs_wanted(requested: int | None, out: Path, replace: bool = False) -> int:
     """How many runs to sweep: as asked, else as many as the record at `out` holds (at least
     DEFAULT_RUNS). Fewer than it holds would replace it with a wider threshold and lower floors,
@@ -127,17 +135,22 @@ def main() -> str:
     parser.add_argument(
         "--seeds", type=int, help="how many runs (default: as many as the record has, at least 5)"
     )
-    parser.add_argument("--out", type=Path, default=RECORD, help=f"the record ({RECORD})")
+    parser.add_argument("--out", type=Path, help="the record (this kind's, sweep/<kind>.json)")
     parser.add_argument(
         "--replace", action="store_true", help="replace the record even with fewer runs"
     )
     args = parser.parse_args()
-    record = sweep(runs_wanted(args.seeds, args.out, args.replace))
-    write_json(record, args.out)
-    page = replace_block(NOISE_PAGE, "sweep", sweep_tables(record))
+    out = args.out or record_path(expected_machine(load_params()))
+    count = runs_wanted(args.seeds, out, args.replace)
+    record = sweep(count)
+    trained_on = args.out or record_path(record["machine"])
+    if trained_on != out:  # the trainers ran on another device than expected: its record
+        runs_wanted(count, trained_on, args.replace)
+    write_json(record, trained_on)
+    page = args.out is None and replace_block(NOISE_PAGE, "sweep", records_tables(records()))
     return (
         f"trained {len(STYLES)} styles under seeds {record['seeds'][0]}–{record['seeds'][-1]} "
-        f"in {record['seconds']:.0f} s; wrote {args.out}"
+        f"in {record['seconds']:.0f} s; wrote {trained_on}"
         + (f" and {NOISE_PAGE}'s tables" if page else "")
     )
 
