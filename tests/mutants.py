@@ -263,6 +263,21 @@ MUTANTS = [
         ("tests/test_report.py", "-k", "readme"),
     ),
     Mutant(
+        "a missing PyTorch peer is said in one line on stderr",
+        "src/trainstyles/bench.py",
+        '        print(f"bench: warning: {missing_peer_note(reason)}", '
+        "file=sys.stderr, flush=True)\n",
+        "",
+        ("tests/test_bench.py", "-k", "missing_peer"),
+    ),
+    Mutant(
+        "each bench figure names the kind of machine it was measured on",
+        "src/trainstyles/bench.py",
+        '    return figures.get("measured_on") or machine_kind(results["machine"])',
+        '    return machine_kind(results["machine"])',
+        ("tests/test_bench.py", "-k", "kind"),
+    ),
+    Mutant(
         "a sweep of fewer runs never silently replaces a larger record",
         "src/trainstyles/sweep.py",
         "    if requested < held and not replace:",

@@ -11,9 +11,19 @@ import pytest
 from conftest import REPO, learnable_split, tiny_params
 from trainstyles import bench
 from trainstyles.commands import copy_worktree
+from trainstyles.machine import fingerprint, kind_name
 from trainstyles.params import STYLES, ModelParams
 
 TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0)
+# A fingerprint as `machine.fingerprint` writes it, of a made-up CPU: "Test Xeon 6/106".
+FINGERPRINT = {
+    "cpu": {"model_name": "Test(R) Xeon(R) CPU @ 2.80GHz", "vendor": "GenuineTest",
+            "family_model": "6/106", "features": ["avx2"], "caches": {"L2u": "1024K"}},
+    "threads": {"intra_op": 2, "onednn": "default"},
+    "gpu": [],
+    "versions": {"tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6"},
+}  # fmt: skip
+CPU = kind_name(FINGERPRINT)
 
 
 def test_flops_count_forward_weight_gradients_and_all_input_gradients_but_the_pixels():
@@ -34,10 +44,21 @@ def test_ratios_pair_each_repeat_with_the_peers_same_repeat():
     assert bench.paired_ratios(times, "pytorch") == {"train_fit": [2.1, 1.0]}
 
 
-def results(times: dict, profiles: dict | None = None) -> dict:
-    limit = {"epoch_seconds": 0.5, "epoch_flops": 1, "gemm_gflops": 1.0}
-    measured = {"times": times, "train_size": 1000, "val_size": 100, "peer_skipped": None}
-    return bench.summarise(tiny_params(), measured | {"profiles": profiles or {}}, limit)
+def results(
+    times: dict, profiles: dict | None = None, kinds: dict | None = None, peer_missing=None
+) -> dict:
+    """Results as the bench summarises them, every figure measured on CPU unless `kinds` says."""
+    limit = {"epoch_seconds": 0.5, "epoch_flops": 1, "gemm_gflops": 1.0, "measured_on": CPU}
+    measured = {
+        "times": times,
+        "train_size": 1000,
+        "val_size": 100,
+        "peer_missing": peer_missing,
+        "kinds": {name: CPU for name in times} | (kinds or {}),
+        "profiles": profiles or {},
+    }
+    summary = bench.summarise(tiny_params(), measured, limit)
+    return summary | {"machine": {"fingerprint": FINGERPRINT, "kind": CPU}}
 
 
 def profiled_run(imported: float, tracing: float, steps: list[float]) -> dict:
@@ -56,7 +77,8 @@ def test_the_profile_table_has_each_contenders_medians_and_blanks_for_unsplit_ep
             "train_raw": [{"import": 4.0, "tracing": 1.5, "parts": {}}],
         },
     )
-    header, imported, tracing, steps = bench.profile_table(summary).splitlines()
+    caption, header, imported, tracing, steps = bench.profile_table(summary).splitlines()
+    assert caption == f"Profiles, measured on {CPU}:"
     assert header.split() == ["seconds", "(median)", "train_fit", "train_raw"]
     assert imported.split()[-2:] == ["6.00", "4.00"]
     assert tracing.split()[-2:] == ["2.00", "1.50"]
@@ -65,7 +87,8 @@ def test_the_profile_table_has_each_contenders_medians_and_blanks_for_unsplit_ep
 
 def test_the_table_has_a_row_per_contender_with_ratios_to_the_peer_and_the_limit():
     table = bench.epoch_table(results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]}))
-    header, raw, peer, limit = table.splitlines()
+    caption, header, raw, peer, limit = table.splitlines()
+    assert caption == f"Epochs, measured on {CPU}:"
     assert raw.split() == ["train_raw", "2.00", "(1.00-3.00)", "500", "2.00", "(2.00-2.00)", "4.00"]
     assert peer.split() == ["pytorch", "1.00", "(1.00-1.00)", "1,000", "2.00"]
     assert limit.split() == ["limit", "0.50", "1.00"]
@@ -73,22 +96,37 @@ def test_the_table_has_a_row_per_contender_with_ratios_to_the_peer_and_the_limit
     assert raw.index("2.00") == header.index("s/epoch")
 
 
-def test_without_the_peer_the_table_has_no_ratios():
-    summary = results({"train_fit": [[2.0, 2.0]]})
-    assert summary["ratio_to_peer"] == {}
-    assert bench.epoch_table(summary).splitlines()[1].split() == [
-        "train_fit", "2.00", "(2.00-2.00)", "500", "4.00",
-    ]  # fmt: skip
-
-
-def test_the_peer_is_skipped_with_a_reason_when_torch_cannot_be_imported():
+def test_a_missing_peer_is_said_on_stderr_and_its_column_stays_blank(monkeypatch, capsys):
     # A None entry in sys.modules makes `import torch` fail as if it were not installed.
-    code = "import sys; sys.modules['torch'] = None; from trainstyles import bench; "
-    code += "print(bench.peer_available())"
-    reason = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert reason.startswith("PyTorch is not installed") and reason.endswith("peer skipped")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    reason = bench.peer_missing()
+    assert reason.startswith("torch is not installed (`pip install -r requirements-bench.txt`")
+    said = f"no PyTorch peer: {reason}; the x pytorch column is blank"
+    assert capsys.readouterr() == ("", f"bench: warning: {said}\n")
+    assert f"bench: warning: {said}\n" in (REPO / bench.BENCH_PAGE).read_text()  # as shown
+
+    summary = results({"train_raw": [[2.0, 2.0]]}, peer_missing=reason)
+    assert summary["peer_missing"] == reason and summary["ratio_to_peer"] == {}
+    caption, header, raw, limit, note = bench.epoch_table(summary).splitlines()
+    assert caption == f"Epochs, measured on {CPU}:" and limit.split() == ["limit", "0.50", "1.00"]
+    assert "x pytorch (min-max)" in header and note == f"N{said[1:]}."
+    # The peer's cell is blank: the next figure starts under the next column's title.
+    assert raw.split() == ["train_raw", "2.00", "(2.00-2.00)", "500", "4.00"]
+    assert raw.index("4.00") == header.index("x limit")
+    page = bench.page_text(completed(summary))
+    assert "| train_raw | 2.00 (2.00-2.00) | 500 |  | 4.00 |" in page and f"N{said[1:]}." in page
+
+
+def test_a_torch_that_fails_to_import_is_named_with_its_error(tmp_path, monkeypatch, capsys):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(
+        'raise ImportError("libtorch_cpu.so: cannot open shared object file")\n'
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    reason = bench.peer_missing()
+    assert reason == "torch cannot be imported (libtorch_cpu.so: cannot open shared object file)"
+    assert capsys.readouterr().err.startswith(f"bench: warning: no PyTorch peer: {reason};")
 
 
 def test_matmul_throughput_is_a_positive_rate():
@@ -159,24 +197,32 @@ def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp
     assert (tmp_path / ".git").is_dir()
 
 
-def results_file(path):
+def completed(summary: dict) -> dict:
+    """`summary` with the rest of what `make bench` writes, with made-up figures: the limit's
+    shapes, the machine's cores and versions, the pipeline."""
+    summary["limit"] |= {"model_shape_gflops": [2.0, 1.5, 0.5]}
+    summary["machine"] |= {
+        "cores": 2, "load_average_at_start": 0.5, "python": "3.11.7",
+        "tensorflow": "2.21.0", "keras": "3.15.1", "gemm_gflops_seen": [1.0],
+    }  # fmt: skip
+    summary["pipeline"] = {
+        "stages": {"prepare": {"seconds": 0.7, "peak_rss_mb": 124.2, "measured_on": CPU}},
+        "full_repro_seconds": 12.3,
+        "epochs_run": {"train_raw": 4},
+        "measured_on": CPU,
+        "noop_repro_seconds": {"median": 1.5, "min": 1.2, "max": 1.7},
+    }
+    return summary
+
+
+def results_file(path, kinds: dict | None = None):
     """A results.json as `make bench` writes it, with made-up figures."""
     summary = results(
         {"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]},
         {"train_raw": [profiled_run(5.25, 1.5, [0.25])]},
+        kinds,
     )
-    summary["limit"] |= {"model_shape_gflops": [2.0, 1.5, 0.5]}
-    summary["machine"] = {
-        "cpu": "Test CPU", "cores": 2, "load_average_at_start": 0.5, "python": "3.11.7",
-        "gpu": "none", "tensorflow": "2.21.0", "keras": "3.15.1", "gemm_gflops_seen": [1.0],
-    }  # fmt: skip
-    summary["pipeline"] = {
-        "stages": {"prepare": {"seconds": 0.7, "peak_rss_mb": 124.2}},
-        "full_repro_seconds": 12.3,
-        "epochs_run": {"train_raw": 4},
-        "noop_repro_seconds": {"median": 1.5, "min": 1.2, "max": 1.7},
-    }
-    path.write_text(json.dumps(summary))
+    path.write_text(json.dumps(completed(summary)))
     return path
 
 
@@ -192,7 +238,10 @@ def test_the_page_is_rendered_from_a_results_file_without_measuring(tmp_path):
     assert "| train_raw | 2.00 (1.00-3.00) | 500 | 2.00 (2.00-2.00) | 4.00 |" in block
     assert "| limit | 0.50 |  |  | 1.00 |" in block
     assert "| prepare | 0.7 | 124 |" in block and "| dvc repro -f (all 1) | 12.3 |  |" in block
-    assert "on Test CPU, 2 cores" in block
+    assert f"on {CPU}, 2 cores" in block and "GPU: none" in block
+    assert f"Epochs, measured on {CPU}:\n\n|  | s/epoch" in block
+    assert f"Profiles, measured on {CPU}:\n\n| seconds (median) |" in block
+    assert f"Pipeline, measured on {CPU}:\n\n| stage |" in block
     assert "| per run: import TensorFlow, Keras | 5.25 |" in block
     assert "| per epoch: training steps | 0.250 |" in block
     # 12.3 s less 4 epochs at train_raw's median of 2.0 s.
@@ -240,3 +289,51 @@ def test_the_page_says_what_the_xla_rows_are_only_when_it_has_them(tmp_path):
     text = bench.page_text(results)
     assert "| train_raw (XLA) | 2.00 (1.00-3.00) |" in text
     assert "The rows marked (XLA) train with `train.jit_compile: true`" in text
+
+
+def test_the_bench_machine_is_the_trainers_fingerprint_and_its_kind():
+    here = bench.machine(intra_op_threads=2)
+    assert here["fingerprint"] == fingerprint(2)  # no devices: the bench's own process
+    assert here["kind"] == kind_name(here["fingerprint"])
+    assert here["kind"].endswith(here["fingerprint"]["cpu"]["family_model"])
+
+
+def test_a_table_that_mixes_kinds_names_each_rows_kind(tmp_path):
+    """A GPU host: the styles train on its GPU, the peer and the limit's GEMMs on its CPU."""
+    gpu = "NVIDIA H200"
+    summary = json.loads(results_file(tmp_path / "results.json", {"train_raw": gpu}).read_text())
+    caption, header, raw, peer, limit = bench.epoch_table(summary).splitlines()
+    assert caption == "Epochs, each row measured on the kind it names:"
+    assert header.endswith("measured on") and raw.endswith(gpu)
+    assert peer.endswith(CPU) and limit.endswith(CPU)
+    summary["epochs"]["train_fit"] = summary["epochs"]["train_raw"] | {"measured_on": CPU}
+    summary["profile"]["train_fit"] = summary["profile"]["train_raw"]
+    assert bench.profile_table(summary).splitlines()[:3:2] == [
+        "Profiles, each column measured on the kind it names:",
+        f"measured on                                {gpu}  {CPU}",
+    ]
+    summary["pipeline"]["stages"]["train_raw"] = {"seconds": 9.0, "peak_rss_mb": 1.0}
+    summary["pipeline"]["stages"]["train_raw"]["measured_on"] = gpu
+    summary["pipeline"]["measured_on"] = gpu
+    text = bench.page_text(summary)
+    assert "| train_raw | 2.00 (1.00-3.00) | 500 | 2.00 (2.00-2.00) | 4.00 | NVIDIA H200 |" in text
+    assert f"| limit | 0.50 |  |  | 1.00 | {CPU} |" in text
+    assert f"| prepare | 0.7 | 124 | {CPU} |" in text
+    assert "| train_raw | 9.0 | 1 | NVIDIA H200 |" in text
+    assert "| dvc repro -f (all 2) | 12.3 |  | NVIDIA H200 |" in text
+    assert f"| dvc repro (no-op) | 1.50 (1.20-1.70) |  | {CPU} |" in text
+
+
+def test_results_from_before_the_fingerprint_name_the_cpu_model_alone(tmp_path):
+    """An older bench recorded `machine.cpu`, the model name without family/model, and no kind
+    for each figure: the page names what it can, and invents nothing."""
+    old = json.loads(results_file(tmp_path / "results.json").read_text())
+    old["machine"] = {key: old["machine"][key] for key in old["machine"] if key != "kind"}
+    old["machine"] |= {"cpu": "AMD EPYC", "gpu": "none"}
+    del old["machine"]["fingerprint"], old["limit"]["measured_on"], old["pipeline"]["measured_on"]
+    for figures in [*old["epochs"].values(), *old["pipeline"]["stages"].values()]:
+        del figures["measured_on"]
+    text = bench.page_text(old)
+    assert "on AMD EPYC (family/model not recorded), 2 cores" in text and "GPU: none" in text
+    for title in ("Epochs", "Profiles", "Pipeline"):
+        assert f"{title}, measured on AMD EPYC:" in text

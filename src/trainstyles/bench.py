@@ -34,9 +34,10 @@ import numpy as np
 
 from trainstyles.commands import copy_worktree
 from trainstyles.data import IMAGE_SIZE, Split, features, load_split
+from trainstyles.machine import fingerprint, kind_name
 from trainstyles.pages import BENCH_PAGE, replace_block, table
 from trainstyles.params import STYLES, ModelParams, Params, load_params
-from trainstyles.stage import METRICS_DIR, SPLIT_DIR
+from trainstyles.stage import MACHINE_DIR, METRICS_DIR, SPLIT_DIR
 
 PEER = "pytorch"
 XLA = " (XLA)"  # a style's contender with train.jit_compile true: "train_fit (XLA)"
@@ -94,12 +95,46 @@ def paired_ratios(times: dict[str, list[list[float]]], reference: str) -> dict[s
     }
 
 
+Rows = list[tuple[str, ...]]
+Table = tuple[str, Rows]  # a caption that names the kind of machine, and the rows
+
+
+def machine_kind(where: dict) -> str:
+    """The kind of the bench's machine (`machine.kind_name`: its CPU's). Results from before
+    the bench recorded the fingerprint name it as well as they can: by the CPU's model alone
+    ("AMD EPYC"), without its family/model."""
+    return where.get("kind") or where["cpu"]
+
+
+def measured_on(results: dict, figures: dict) -> str:
+    """The kind of machine that measured `figures`: theirs, where the bench recorded it, else
+    the bench machine's kind, on which older results measured everything."""
+    return figures.get("measured_on") or machine_kind(results["machine"])
+
+
+def with_kinds(title: str, rows: Rows, kinds: list[str]) -> Table:
+    """A table whose caption names the kind of machine its figures were measured on; where
+    they were measured on several (a GPU's styles beside the CPU's peer and limit), a last
+    column names each row's."""
+    if len(set(kinds)) == 1:
+        return f"{title}, measured on {kinds[0]}:", rows
+    header, *body = rows
+    named = [(*row, kind) for row, kind in zip(body, kinds, strict=True)]
+    return f"{title}, each row measured on the kind it names:", [(*header, "measured on"), *named]
+
+
+def missing_peer_note(reason: str) -> str:
+    return f"no PyTorch peer: {reason}; the x {PEER} column is blank"
+
+
 def epoch_table(results: dict) -> str:
-    """The printed table: one row per contender, then the limit."""
-    return format_rows(epoch_rows(results))
+    """The printed table: one row per contender, then the limit; and why the peer is missing."""
+    missing = results.get("peer_missing")
+    note = f"\n{sentence(missing_peer_note(missing))}" if missing else ""
+    return printed(epoch_rows(results)) + note
 
 
-def epoch_rows(results: dict) -> list[tuple[str, ...]]:
+def epoch_rows(results: dict) -> Table:
     rows = [("", "s/epoch median (min-max)", "samples/s", f"x {PEER} (min-max)", "x limit")]
     limit = results["limit"]["epoch_seconds"]
     for name, figures in results["epochs"].items():
@@ -115,14 +150,15 @@ def epoch_rows(results: dict) -> list[tuple[str, ...]]:
             )
         )
     rows.append(("limit", f"{limit:.2f}", "", "", "1.00"))
-    return rows
+    figures = [*results["epochs"].values(), results["limit"]]
+    return with_kinds("Epochs", rows, [measured_on(results, each) for each in figures])
 
 
 def profile_table(results: dict) -> str:
-    return format_rows(profile_rows(results))
+    return printed(profile_rows(results))
 
 
-def profile_rows(results: dict) -> list[tuple[str, ...]]:
+def profile_rows(results: dict) -> Table:
     """Where each style's time goes, in median seconds: per run, the import and the tracing;
     per epoch, the parts of a fit-based style's epoch. The raw loop has no callbacks to mark:
     its epoch is not split."""
@@ -148,7 +184,14 @@ def profile_rows(results: dict) -> list[tuple[str, ...]]:
                 ),
             )
         )
-    return rows
+    kinds = [measured_on(results, results["epochs"][name]) for name in profiles]
+    if len(set(kinds)) > 1:  # a column per contender: a row names each one's kind
+        return "Profiles, each column measured on the kind it names:", [
+            rows[0],
+            ("measured on", *kinds),
+            *rows[1:],
+        ]
+    return with_kinds("Profiles", rows, kinds)
 
 
 def fixed_overhead(results: dict) -> dict | None:
@@ -170,28 +213,41 @@ def fixed_overhead(results: dict) -> dict | None:
 
 
 def pipeline_table(results: dict) -> str:
-    return format_rows(pipeline_rows(results))
+    return printed(pipeline_rows(results))
 
 
-def pipeline_rows(results: dict) -> list[tuple[str, ...]]:
+def pipeline_rows(results: dict) -> Table:
+    """Each stage on the kind it ran on, the whole run on the kind that trained, and the no-op
+    run, which only hashes files, on the bench's machine."""
     pipeline = results["pipeline"]
     rows = [("stage", "wall s", "peak RSS MB")]
+    kinds = []
     for stage, figures in pipeline["stages"].items():
         rows.append((stage, f"{figures['seconds']:.1f}", f"{figures['peak_rss_mb']:.0f}"))
+        kinds.append(measured_on(results, figures))
+    run_kind = measured_on(results, pipeline)
     full = f"dvc repro -f (all {len(pipeline['stages'])})"
     rows.append((full, f"{pipeline['full_repro_seconds']:.1f}", ""))
+    kinds.append(run_kind)
     overhead = fixed_overhead(results)
     if overhead:
         beyond = f"fixed overhead: the above less its {overhead['epochs']} epochs at their medians"
         rows.append((beyond, f"{overhead['seconds']:.1f}", ""))
+        kinds.append(run_kind)
     noop = pipeline["noop_repro_seconds"]
     rows.append(
         ("dvc repro (no-op)", f"{noop['median']:.2f} ({noop['min']:.2f}-{noop['max']:.2f})", "")
     )
-    return rows
+    kinds.append(machine_kind(results["machine"]))
+    return with_kinds("Pipeline", rows, kinds)
 
 
-def format_rows(rows: list[tuple[str, ...]]) -> str:
+def printed(table: Table) -> str:
+    caption, rows = table
+    return f"{caption}\n{format_rows(rows)}"
+
+
+def format_rows(rows: Rows) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -200,9 +256,18 @@ def format_rows(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def markdown_table(rows: list[tuple[str, ...]]) -> str:
+def markdown_table(rows: Rows) -> str:
     header, *body = rows
     return table(list(header), [list(row) for row in body])
+
+
+def markdown(captioned: Table) -> str:
+    caption, rows = captioned
+    return f"{caption}\n\n{markdown_table(rows)}"
+
+
+def sentence(text: str) -> str:
+    return f"{text[0].upper()}{text[1:]}."
 
 
 def page_text(results: dict, source: Path = RESULTS) -> str:
@@ -217,14 +282,19 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
     seen = ", ".join(f"{rate:.0f}" for rate in where["gemm_gflops_seen"])
     limit = results["limit"]
     shapes = ", ".join(f"{rate:.0f}" for rate in limit["model_shape_gflops"])
+    if "fingerprint" in where:
+        kind = machine_kind(where)
+        graphics = ", ".join(gpu["name"] for gpu in where["fingerprint"]["gpu"]) or "none"
+    else:  # results from before the bench recorded its fingerprint
+        kind, graphics = f"{machine_kind(where)} (family/model not recorded)", where["gpu"]
     parts = [
-        f"Measured by `make bench` on {where['cpu']}, {where['cores']} cores (load average "
-        f"{where['load_average_at_start']:.1f} at the start), GPU: {where['gpu']}; {tools}, "
+        f"Measured by `make bench` on {kind}, {where['cores']} cores (load average "
+        f"{where['load_average_at_start']:.1f} at the start), GPU: {graphics}; {tools}, "
         f"Python {where['python']}. {setup['train_size']:,} training images, batch "
         f"{setup['batch_size']}; {len(runs)} repeats of {len(runs[0])} timed epochs per "
         "contender. Square GEMM rates during the run, in order: "
         f"{seen} GFLOP/s. Every epoch's seconds: `{source}`.",
-        markdown_table(epoch_rows(results)),
+        markdown(epoch_rows(results)),
         f"The limit: {limit['epoch_flops'] / 1e9:.1f} GFLOP per epoch at "
         f"{limit['gemm_gflops']:.0f} GFLOP/s, the best rate of the run (the model's own "
         f"shapes, batch by each layer, reached {shapes} GFLOP/s).",
@@ -235,8 +305,8 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
             f"The rows marked{XLA} train with `train.jit_compile: true`, which turns "
             "TensorFlow's op determinism off ([reproducibility.md](reproducibility.md)).",
         )
-    if results.get("peer_skipped"):
-        parts.insert(1, results["peer_skipped"] + ".")
+    if results.get("peer_missing"):
+        parts.insert(2, sentence(missing_peer_note(results["peer_missing"])))
     if results.get("profile"):
         parts.append(
             "Where the time goes: each style's profile, from the same runs. Per run, the "
@@ -244,9 +314,9 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
             "the training steps, the validation, each callback's epoch end, and the rest "
             "(fit()'s own work between them). The raw loop has no callbacks to mark."
         )
-        parts.append(markdown_table(profile_rows(results)))
+        parts.append(markdown(profile_rows(results)))
     if results.get("pipeline"):
-        parts.append(markdown_table(pipeline_rows(results)))
+        parts.append(markdown(pipeline_rows(results)))
     else:
         parts.append("The pipeline was not timed (`--no-pipeline`).")
     return "\n\n".join(parts)
@@ -450,12 +520,21 @@ def timed_peer(params: Params, train: Split, val: Split, epochs: int) -> list[fl
     return list(np.diff(starts[1:]))
 
 
-def peer_available() -> str | None:
-    """Why the PyTorch peer cannot run, or None when it can."""
+def peer_missing() -> str | None:
+    """Why the PyTorch peer cannot run, said on stderr, or None when it can. Loudly: `make bench`
+    goes on when the bench extra fails to install, and the tables would show only a blank."""
     try:
         import torch  # noqa: F401, PLC0415
-    except ImportError:
-        return "PyTorch is not installed (pip install -r requirements-bench.txt): peer skipped"
+    except ImportError as error:
+        if isinstance(error, ModuleNotFoundError) and error.name == "torch":
+            reason = (
+                "torch is not installed (`pip install -r requirements-bench.txt`, whose +cpu "
+                "wheel comes from PyTorch's CPU index)"
+            )
+        else:
+            reason = f"torch cannot be imported ({error})"
+        print(f"bench: warning: {missing_peer_note(reason)}", file=sys.stderr, flush=True)
+        return reason
     return None
 
 
@@ -463,17 +542,19 @@ def timed_run(name: str, epochs: int) -> dict:
     """One contender's epochs (and a style's profile), timed in this process on data/split."""
     params = load_params()
     train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-    if name != PEER:
+    if name == PEER:  # the +cpu build: the peer trains on the CPU
+        devices = ["CPU:0"]
+        timed = {"epochs": timed_peer(params, train, val, epochs)}
+    else:
         from trainstyles.gpu import use_devices  # noqa: PLC0415
 
-        use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
-    if name == PEER:
-        return {"epochs": timed_peer(params, train, val, epochs)}
-    style = name.removesuffix(XLA)
-    if style != name:
-        xla = params.train.model_copy(update={"jit_compile": True})
-        params = params.model_copy(update={"train": xla})
-    return timed_style(style, params, train, val, epochs)
+        devices = use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
+        style = name.removesuffix(XLA)
+        if style != name:
+            xla = params.train.model_copy(update={"jit_compile": True})
+            params = params.model_copy(update={"train": xla})
+        timed = timed_style(style, params, train, val, epochs)
+    return timed | {"measured_on": kind_name(fingerprint(params.train.intra_op_threads, devices))}
 
 
 def contenders(xla: bool, peer: bool) -> list[str]:
@@ -499,15 +580,15 @@ def timed_in_child(name: str, epochs: int) -> dict:
     return json.loads(child.stdout.splitlines()[-1])
 
 
-def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None], xla: bool) -> dict:
-    """Each style, and the peer where installed, `repeats` times, interleaved: repeat r runs
+def epoch_figures(
+    repeats: int, epochs: int, say: Callable[[str], None], xla: bool, peer: bool
+) -> dict:
+    """Each style, and the peer where it can run, `repeats` times, interleaved: repeat r runs
     every contender once before repeat r+1 starts, in an order that rotates. The GEMM rate is
     measured at the start of each repeat too: how fast the shared machine was just then."""
-    skipped = peer_available()
-    names = contenders(xla, peer=not skipped)
-    if skipped:
-        say(skipped)
+    names = contenders(xla, peer)
     times: dict[str, list[list[float]]] = {name: [] for name in names}
+    kinds: dict[str, str] = {}
     profiles: dict[str, list[dict]] = {name: [] for name in names if name != PEER}
     gemm_rates = []
     for repeat in range(repeats):
@@ -515,6 +596,7 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None], xla: bo
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             timed = timed_in_child(name, epochs)
             times[name].append(timed["epochs"])
+            kinds[name] = timed["measured_on"]
             if "profile" in timed:
                 profiles[name].append(timed["profile"])
             median = statistics.median(times[name][-1])
@@ -525,7 +607,7 @@ def epoch_figures(repeats: int, epochs: int, say: Callable[[str], None], xla: bo
         "val_size": len(val),
         "times": times,
         "profiles": profiles,
-        "peer_skipped": skipped,
+        "kinds": kinds,
         "gemm_rates": gemm_rates,  # FLOP/s, one per repeat
     }
 
@@ -596,8 +678,11 @@ def watched_repro(repo: Path, env: dict) -> tuple[float, dict]:
     }
 
 
-def pipeline_figures(repo: Path, say: Callable[[str], None], noop_repeats: int = 5) -> dict:
-    """The whole pipeline forced once in a copy of `repo`, then `dvc repro` with nothing to do."""
+def pipeline_figures(
+    repo: Path, say: Callable[[str], None], cpu_kind: str, noop_repeats: int = 5
+) -> dict:
+    """The whole pipeline forced once in a copy of `repo`, then `dvc repro` with nothing to do.
+    Each stage is measured on the kind its trainer recorded, or on `cpu_kind`, the CPU's."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
@@ -612,6 +697,16 @@ def pipeline_figures(repo: Path, say: Callable[[str], None], noop_repeats: int =
             style: json.loads((copy / METRICS_DIR / f"{style}.json").read_text())["epochs_run"]
             for style in STYLES
         }
+        trained_on = {
+            style: kind_name(json.loads((copy / MACHINE_DIR / f"{style}.json").read_text()))
+            for style in STYLES
+        }
+        # evaluate asks for the devices the trainers asked for (train.device): it runs where
+        # they ran. prepare and split are NumPy's, on the CPU.
+        run_kind = trained_on[STYLES[0]]
+        kinds = trained_on | {"evaluate": run_kind}
+        for stage, figures in stages.items():
+            figures["measured_on"] = kinds.get(stage, cpu_kind)
         noop = []
         for _ in range(noop_repeats):
             start = time.perf_counter()
@@ -623,6 +718,7 @@ def pipeline_figures(repo: Path, say: Callable[[str], None], noop_repeats: int =
         "full_repro_seconds": full,
         "epochs_run": epochs_run,
         "stages": stages,
+        "measured_on": run_kind,
         "noop_repro_seconds": spread(noop),
         "gemm_flops_per_second": gemm,
     }
@@ -631,19 +727,17 @@ def pipeline_figures(repo: Path, say: Callable[[str], None], noop_repeats: int =
 # --- Putting it together --------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    """What the figures were measured on, and how busy it was when the bench started."""
-    model_name = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
+def machine(intra_op_threads: int) -> dict:
+    """What the figures were measured on, and how busy it was when the bench started: the
+    fingerprint a trainer records, and its kind: the CPU's, since the bench's own process (the
+    limit's GEMMs, the no-op `dvc repro`) uses no GPU."""
+    here = fingerprint(intra_op_threads)
     return {
-        "cpu": model_name,
+        "fingerprint": here,
+        "kind": kind_name(here),
         "cores": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
         "python": platform.python_version(),
-        "gpu": "none",
     }
 
 
@@ -657,6 +751,7 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
         epochs[name] = {
             "seconds_per_epoch": spread(flat),
             "samples_per_second": train_size / statistics.median(flat),
+            "measured_on": measured["kinds"][name],
         }
     ratios = paired_ratios(times, PEER) if PEER in times else {}
     return {
@@ -667,7 +762,7 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
         "ratio_to_peer": {name: spread(values) for name, values in ratios.items()},
         "limit": limit,
         "times": times,
-        "peer_skipped": measured["peer_skipped"],
+        "peer_missing": measured["peer_missing"],
         "setup": {
             "train_size": train_size,
             "val_size": measured["val_size"],
@@ -691,9 +786,9 @@ def profile_medians(runs: list[dict]) -> dict:
     }
 
 
-def versions() -> dict:
+def versions(peer: bool) -> dict:
     """The packages that did the work, read from their metadata: no TensorFlow in this process."""
-    names = ["tensorflow", "keras", "numpy"] + ([] if peer_available() else ["torch"])
+    names = ["tensorflow", "keras", "numpy"] + (["torch"] if peer else [])
     return {name: importlib.metadata.version(name) for name in names}
 
 
@@ -727,9 +822,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {line}", flush=True)
 
     params = load_params()
-    results = {"machine": machine()}
-    pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say)
-    measured = epoch_figures(args.repeats, args.epochs, say, xla=not args.no_xla)
+    missing_peer = peer_missing()
+    results = {"machine": machine(params.train.intra_op_threads)}
+    cpu_kind = results["machine"]["kind"]
+    pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say, cpu_kind)
+    peer = not missing_peer
+    measured = epoch_figures(args.repeats, args.epochs, say, xla=not args.no_xla, peer=peer)
+    measured |= {"peer_missing": missing_peer}
     # A shared machine runs at the speed its neighbours leave it: the square GEMM's rate before
     # the pipeline and at each repeat shows how fast it was, and the best of them is the limit's.
     gemm_seen = ([pipeline["gemm_flops_per_second"]] if pipeline else []) + measured["gemm_rates"]
@@ -740,9 +839,9 @@ def main(argv: list[str] | None = None) -> int:
         params.train.batch_size,
         max(gemm_seen),
     )
-    results |= summarise(params, measured, limit)
+    results |= summarise(params, measured, limit | {"measured_on": cpu_kind})
     results["pipeline"] = pipeline
-    results["machine"] |= versions() | {"gemm_gflops_seen": [rate / 1e9 for rate in gemm_seen]}
+    results["machine"] |= versions(peer) | {"gemm_gflops_seen": [rate / 1e9 for rate in gemm_seen]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
