@@ -240,6 +240,8 @@ def assert_colour_is_series_and_dash_is_revision(
     """Each series in the template's colour, its own, in every revision; each revision in a dash
     of its own, the same for every series; and a line for each series and revision."""
     colours = template_colours()
+    missing = sorted(set(series) - set(colours))
+    assert not missing, f"{CURVES_TEMPLATE.name} has no colour for {missing}"
     assert len({colours[name] for name in series}) == len(series), colours
     drawn = {key: colour for key, (colour, _) in lines.items()}
     assert drawn == {(name, revision): colours.get(name) for name, revision in drawn}

@@ -21,14 +21,18 @@ pytestmark = pytest.mark.slow
 GUIDE = REPO / "docs" / "adding-a-style.md"
 NEW = "train_accum"
 # A fenced block whose info string says where it goes: ```python file=PATH, append-to=PATH, or
-# after="LINE" / before="LINE" in=PATH.
+# after="LINE" / before="LINE" in=PATH ('LINE' for a line that holds double quotes).
 PLACED_BLOCK = re.compile(r"^```\w+ (.+?)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-PLACE = re.compile(r'([\w-]+)=("[^"]*"|\S+)')
+PLACE = re.compile(r"""([\w-]+)=("[^"]*"|'[^']*'|\S+)""")
+
+
+def unquoted(value: str) -> str:
+    return value[1:-1] if value[:1] in "\"'" else value
 
 
 def guide_blocks() -> list[tuple[dict, str]]:
     return [
-        ({key: value.strip('"') for key, value in PLACE.findall(info)}, text)
+        ({key: unquoted(value) for key, value in PLACE.findall(info)}, text)
         for info, text in PLACED_BLOCK.findall(GUIDE.read_text())
     ]
 
@@ -108,6 +112,10 @@ def test_the_new_style_is_last_in_the_copys_list_of_styles(repo):
 def test_its_stage_deps_and_lines_in_dvc_yaml_pass_the_copys_own_checks(repo):
     run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not real",
            "tests/test_dvc_yaml.py", "-k", f"{NEW} or evaluate or curves")  # fmt: skip
+
+
+def test_the_new_style_has_a_colour_of_its_own_in_the_copys_curves(repo):
+    run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_plots.py")
 
 
 def test_metrics_show_has_a_row_for_the_new_style(repo):
