@@ -2,8 +2,10 @@
 
 import gzip
 import hashlib
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,6 +204,54 @@ def run_module(repo: Path, module: str, *args: str) -> subprocess.CompletedProce
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     command = [sys.executable, "-m", module, *args]
     return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
+
+
+CURVES = ("val_accuracy", "val_loss", "learning_rate")  # dvc.yaml's plots of every style
+# The template of dvc.yaml's overlaid curves, which gives each series (a style, or a field of
+# grad_norm's one file) its colour in its own table.
+CURVES_TEMPLATE = REPO / ".dvc" / "plots" / "styles.json"
+# A line Vega drew, in its SVG (vl-convert's or a browser's). The template labels each line with
+# its series and revision, "series: train_fit; revision: HEAD", whatever its stroke.
+LINE_MARK = re.compile(r'<path [^>]*aria-roledescription="line mark"[^>]*>')
+
+
+def template_colours() -> dict[str, str]:
+    """Each series the curves template names, and its colour."""
+    [lookup] = [step for step in json.loads(CURVES_TEMPLATE.read_text())["transform"]
+                if "lookup" in step]  # fmt: skip
+    return {row["series"]: row["colour"] for row in lookup["from"]["data"]["values"]}
+
+
+def drawn_lines(svg: str) -> dict[tuple[str | None, str | None], tuple[str, str]]:
+    """Each line of a plot's SVG by the series and revision it is labelled with: its stroke
+    colour and its dash array."""
+    lines = {}
+    for tag in LINE_MARK.findall(svg):
+        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+        label = dict(part.split(": ", 1) for part in attributes["aria-label"].split("; "))
+        key = (label.get("series"), label.get("revision"))
+        lines[key] = (attributes["stroke"], attributes.get("stroke-dasharray", ""))
+    return lines
+
+
+def assert_colour_is_series_and_dash_is_revision(
+    lines: dict, series: list[str], revisions: list[str]
+) -> None:
+    """Each series in the template's colour, its own, in every revision; each revision in a dash
+    of its own, the same for every series; and a line for each series and revision."""
+    colours = template_colours()
+    missing = sorted(set(series) - set(colours))
+    assert not missing, f"{CURVES_TEMPLATE.name} has no colour for {missing}"
+    assert len({colours[name] for name in series}) == len(series), colours
+    drawn = {key: colour for key, (colour, _) in lines.items()}
+    assert drawn == {(name, revision): colours.get(name) for name, revision in drawn}
+    dashes = {revision: {dash for (_, rev), (_, dash) in lines.items() if rev == revision}
+              for revision in revisions}  # fmt: skip
+    assert all(len(dash) == 1 for dash in dashes.values()), dashes
+    assert len(set().union(*dashes.values())) == len(revisions), dashes
+    assert sorted(lines, key=str) == sorted(
+        ((name, revision) for name in series for revision in revisions), key=str
+    )
 
 
 def table_rows(page: str, first_cell: str) -> list[list[str]]:

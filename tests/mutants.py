@@ -278,6 +278,13 @@ MUTANTS = [
         ("tests/test_bench.py", "-k", "kind"),
     ),
     Mutant(
+        "each style is a colour of its own in the overlaid curves, each revision a dash",
+        ".dvc/plots/styles.json",
+        '"color": {\n      "field": "series",',
+        '"color": {\n      "field": "rev",',
+        ("tests/test_plots.py", "tests/test_browser.py", "tests/test_report.py", "-k", "colour"),
+    ),
+    Mutant(
         "a sweep of fewer runs never silently replaces a larger record",
         "src/trainstyles/sweep.py",
         "    if requested < held and not replace:",

@@ -23,14 +23,18 @@ GUIDE = REPO / "docs" / "adding-a-style.md"
 NEW = "train_accum"
 INSIDE = "TRAINSTYLES_GUIDE_COPY"  # set where the guide's copy runs its own tests
 # A fenced block whose info string says where it goes: ```python file=PATH, append-to=PATH, or
-# after="LINE" / before="LINE" in=PATH.
+# after="LINE" / before="LINE" in=PATH ('LINE' for a line that holds double quotes).
 PLACED_BLOCK = re.compile(r"^```\w+ (.+?)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-PLACE = re.compile(r'([\w-]+)=("[^"]*"|\S+)')
+PLACE = re.compile(r"""([\w-]+)=("[^"]*"|'[^']*'|\S+)""")
+
+
+def unquoted(value: str) -> str:
+    return value[1:-1] if value[:1] in "\"'" else value
 
 
 def guide_blocks() -> list[tuple[dict, str]]:
     return [
-        ({key: value.strip('"') for key, value in PLACE.findall(info)}, text)
+        ({key: unquoted(value) for key, value in PLACE.findall(info)}, text)
         for info, text in PLACED_BLOCK.findall(GUIDE.read_text())
     ]
 
@@ -148,6 +152,10 @@ def test_step_4_of_the_guide_runs_as_written(checked):
         ["make", "equivalence"], ["make", "report"], ["pytest", "tests/test_faults.py"],
     ]  # fmt: skip
     assert re.search(r"\b[1-9]\d* passed", said_by(checked, "pytest tests/test_dvc_yaml.py"))
+
+
+def test_the_new_style_has_a_colour_of_its_own_in_the_copys_curves(repo):
+    run_in(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_plots.py")
 
 
 def test_metrics_show_has_a_row_for_the_new_style(repo, checked):

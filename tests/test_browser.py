@@ -1,7 +1,9 @@
-"""What a person opens, opened as a person would: `dvc plots show`'s page and TensorBoard, in
-headless Chromium with the network off (only loopback answers), after `dvc repro` of a copy of
-the repository on small params. The screenshots stay in test-artifacts/browser/ (git-ignored)."""
+"""What a person opens, opened as a person would: `dvc plots show`'s and `dvc plots diff`'s page
+and TensorBoard, in headless Chromium with the network off (only loopback answers), after `dvc
+repro` of a copy of the repository on small params. The screenshots stay in
+test-artifacts/browser/ (git-ignored)."""
 
+import csv
 import re
 import shutil
 import socket
@@ -16,7 +18,14 @@ import pytest
 from PIL import Image
 from ruamel.yaml import YAML
 
-from conftest import REPO, copy_run, dvc
+from conftest import (
+    CURVES,
+    REPO,
+    assert_colour_is_series_and_dash_is_revision,
+    copy_run,
+    drawn_lines,
+    dvc,
+)
 from trainstyles.params import STYLES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -60,13 +69,18 @@ def repo(small_run, tmp_path_factory) -> Path:
     return copy
 
 
-def charts(dom: str) -> dict[str, list[str]]:
-    """Each plot's div id and its legends' labels, for the plots Vega drew an SVG for."""
+def drawn_plots(dom: str) -> dict[str, str]:
+    """The part of the page of each plot Vega drew an SVG for, by the plot's div id."""
     return {
-        re.match(r'<div id="([^"]*)"', part)[1]: LEGEND_LABEL.findall(part)
+        re.match(r'<div id="([^"]*)"', part)[1]: part
         for part in re.split(r'(?=<div id=")', dom)[1:]
         if 'class="marks"' in part
     }
+
+
+def charts(dom: str) -> dict[str, list[str]]:
+    """Each plot's div id and its legends' labels, for the plots Vega drew an SVG for."""
+    return {plot: LEGEND_LABEL.findall(part) for plot, part in drawn_plots(dom).items()}
 
 
 def test_the_plots_page_renders_every_plot_offline(repo):
@@ -80,10 +94,43 @@ def test_the_plots_page_renders_every_plot_offline(repo):
     drawn = charts(dom)
     declared = len(YAML(typ="safe").load(repo / "dvc.yaml")["plots"])
     assert len(drawn) == declared, f"{len(drawn)} of {declared} plots drawn: {sorted(drawn)}"
-    for plot in ("val_accuracy", "val_loss", "learning_rate"):
-        assert {f"{style}.csv" for style in STYLES} <= set(drawn[plot]), (plot, drawn[plot])
+    for plot in CURVES:
+        assert set(STYLES) <= set(drawn[plot]), (plot, drawn[plot])
     assert {"grad_norm", "clip_norm"} <= set(drawn["grad_norm"])
     screenshot(page.as_uri(), "plots.png", height=1000 + 300 * declared)
+
+
+def move_curves(repo: Path) -> None:
+    """Every value of every style's curves a tenth lower in the workspace than committed."""
+    for path in (repo / "plots").glob("*.csv"):
+        with path.open(newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        with path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(
+                {key: value if key == "epoch" else float(value) * 0.9 for key, value in row.items()}
+                for row in rows
+            )
+
+
+def test_each_style_is_a_colour_and_each_revision_a_dash_in_show_and_diff(repo, tmp_path):
+    """The strokes Vega drew in the browser: `dvc plots show` of the run, then `dvc plots diff
+    HEAD` once the workspace's curves have moved."""
+    dvc(repo, "plots", "show")
+    shown = drawn_plots(chromium("--dump-dom", (repo / "dvc_plots" / "index.html").as_uri()))
+    moved = copy_run(repo, tmp_path / "repo")
+    move_curves(moved)
+    dvc(moved, "plots", "diff", "HEAD")
+    diff_page = (moved / "dvc_plots" / "index.html").as_uri()
+    diffed = drawn_plots(chromium("--dump-dom", diff_page))
+    for page, revisions in ((shown, ["workspace"]), (diffed, ["workspace", "HEAD"])):
+        for plot in CURVES:
+            lines = drawn_lines(page[plot])
+            assert_colour_is_series_and_dash_is_revision(lines, list(STYLES), revisions)
+        lines = drawn_lines(page["grad_norm"])
+        assert_colour_is_series_and_dash_is_revision(lines, ["grad_norm", "clip_norm"], revisions)
+    screenshot(diff_page, "plots-diff.png", height=1000 + 300 * len(diffed))
 
 
 def test_without_vega_the_page_says_how_to_get_it(repo, tmp_path):

@@ -8,9 +8,24 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import vl_convert
+from PIL import Image
 from ruamel.yaml import YAML
 
-from conftest import SMALL, commit, copy_run, dvc, edit_params, run_module, stages_run, table_rows
+from conftest import (
+    CURVES,
+    SMALL,
+    assert_colour_is_series_and_dash_is_revision,
+    commit,
+    copy_run,
+    drawn_lines,
+    dvc,
+    edit_params,
+    run_module,
+    stages_run,
+    table_rows,
+    template_colours,
+)
 from trainstyles import StageError
 from trainstyles.data import CLASS_NAMES
 from trainstyles.params import STYLES
@@ -18,7 +33,6 @@ from trainstyles.report import code_lines, png_name, render_plots
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CURVES = ("val_accuracy", "val_loss", "learning_rate")  # dvc.yaml's plots of every style
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +118,20 @@ def test_each_png_is_dvcs_spec_drawn_as_it_stands(repo, plots, tmp_path):
     for plot_id in plots:
         name = png_name(plot_id)
         assert (tmp_path / name).read_bytes() == (repo / "report" / name).read_bytes(), name
+
+
+def test_each_png_draws_each_style_in_its_colour(repo, plots):
+    """Which line is which, from the same spec drawn as SVG (the PNGs are these specs drawn, as
+    the test above holds), and each style's colour in the PNG itself."""
+    colours = template_colours()
+    for plot_id in CURVES:
+        svg = vl_convert.vegalite_to_svg(plots[plot_id], allowed_base_urls=[])
+        assert_colour_is_series_and_dash_is_revision(drawn_lines(svg), list(STYLES), ["workspace"])
+        with Image.open(repo / "report" / png_name(plot_id)) as image:
+            counts = image.convert("RGB").getcolors(maxcolors=1 << 24)
+        pixels = {"#{:02x}{:02x}{:02x}".format(*rgb): count for count, rgb in counts}
+        # At least a legend symbol's worth: the line of a style may lie under another's.
+        assert {style for style in STYLES if pixels.get(colours[style], 0) >= 100} == set(STYLES)
 
 
 def test_the_curves_carry_every_styles_values(repo, plots):
