@@ -184,3 +184,16 @@ def test_a_smaller_sweep_never_silently_replaces_a_larger_record(tmp_path):
         f"(its threshold wider, its floors lower); ask for {held} or more, or --replace"
     )
     assert sweep.runs_wanted(held - 1, out, replace=True) == held - 1
+
+
+def test_the_sweep_reads_the_experiments_of_the_commit_it_queued_them_on(monkeypatch):
+    """A commit made while the sweep runs moves HEAD; `dvc exp show` alone would then list none
+    of the sweep's experiments, and a finished sweep would fail."""
+    asked = []
+    failed = {"state": "failed", "local": {"log": "the log"}}
+    shown = [{"experiments": [{"name": "sweep-43", "executor": failed}]}]
+    monkeypatch.setattr(sweep, "dvc", lambda *args: asked.append(args) or json.dumps(shown))
+    run = {"name": "sweep-43", "seed": 43, "hidden_order": 1}
+    with pytest.raises(StageError, match="experiment sweep-43 did not succeed: see the log"):
+        sweep.experiment_results([run], "0123abc")
+    assert asked == [("exp", "show", "--json", "--rev", "0123abc")]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from trainstyles import StageError
-from trainstyles.commands import dvc
+from trainstyles.commands import dvc, git
 from trainstyles.machine import fingerprint, read_at
 from trainstyles.noise import record_path, records, shared_params, summarise_runs
 from trainstyles.outputs import write_json
@@ -55,9 +55,11 @@ def queue(runs: list[dict]) -> None:
         )  # fmt: skip
 
 
-def experiment_results(runs: list[dict]) -> list[dict]:
-    """Each run's metrics per style, as `dvc exp show` has them, checked against its params."""
-    shown = json.loads(dvc("exp", "show", "--json"))
+def experiment_results(runs: list[dict], baseline: str) -> list[dict]:
+    """Each run's metrics per style, as `dvc exp show` has them, checked against its params.
+    The experiments are those of `baseline`, the commit they were queued on, wherever HEAD has
+    moved since (`dvc exp show` alone lists only HEAD's)."""
+    shown = json.loads(dvc("exp", "show", "--json", "--rev", baseline))
     by_name = {
         experiment["name"]: experiment
         for baseline in shown
@@ -111,11 +113,16 @@ def sweep(count: int) -> dict:
         raise StageError(f"--seeds {count}: a spread needs at least 2 runs")
     params = load_params()
     runs = planned_runs(params.seed, params.model.hidden_order, count)
+    baseline = git("rev-parse", "HEAD").strip()
     queue(runs)
     start = time.perf_counter()
     dvc("exp", "run", "--run-all", "--jobs", "1", capture=False)
     seconds = time.perf_counter() - start
-    results = experiment_results(runs)
+    return sweep_record(params, experiment_results(runs, baseline), seconds)
+
+
+def sweep_record(params: Params, results: list[dict], seconds: float) -> dict:
+    """The record of the runs' results, all of them trained on one machine."""
     machines = [read_at(r["rev"], MACHINE_DIR / f"{s}.json") for r in results for s in STYLES]
     if any(machine != machines[0] for machine in machines):
         raise StageError("the sweep's runs record different machines: run it on one machine")
