@@ -151,7 +151,7 @@ def sweep_section(chosen: Noise, params: dict) -> str:
 def records_tables(found: Mapping[Path, dict]) -> str:
     """docs/noise.md's tables: each machine kind's record under a heading of its own."""
     return "\n\n".join(
-        f"### {kind_name(record['machine'])}\n\n{sweep_tables(record, path)}"
+        f"#### {kind_name(record['machine'])}\n\n{sweep_tables(record, path)}"
         for path, record in found.items()
     )
 
