@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "test_signal_noise",  # a seed sweep
     "test_resume",  # trainers started, killed and resumed
     "test_adding_a_style",  # a style added, and the pipeline run again
+    "test_docs",  # every recipe of the pages, the seed sweep's too
     "test_report",
     "test_workflows",  # the workflows' jobs, a fork's training both runs
     "test_pipeline",
@@ -268,12 +269,19 @@ def clone_ready_for_make(origin: Path, destination: Path, branch: str | None = N
     this environment's venv and the checkout's Vega beside it, older than what they install."""
     branch_args = ["-b", branch] if branch else []
     subprocess.run(["git", "clone", "-q", *branch_args, str(origin), str(destination)], check=True)
-    (destination / ".venv").symlink_to(sys.prefix)
+    return ready_for_make(destination)
+
+
+def ready_for_make(repo: Path) -> Path:
+    """`repo` as `make setup` would leave it, without installing again: this environment's venv
+    and the checkout's Vega beside it, older than what they install."""
+    (repo / ".venv").symlink_to(sys.prefix)
     if (REPO / "node_modules").is_dir():
-        (destination / "node_modules").symlink_to(REPO / "node_modules")
-    for name in ("requirements.txt", "pyproject.toml", "package.json", "package-lock.json"):
-        os.utime(destination / name, (0, 0))
-    return destination
+        (repo / "node_modules").symlink_to(REPO / "node_modules")
+    installed = ("requirements.txt", "requirements-cuda.txt", "pyproject.toml", "package.json")
+    for name in (*installed, "package-lock.json"):
+        os.utime(repo / name, (0, 0))
+    return repo
 
 
 def make(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
