@@ -371,7 +371,7 @@ def test_the_multi_gpu_recipe_without_one_step_per_call_is_refused(tmp_path):
         apply_params_block(broken, path)
 
 
-# The slow tier: the shell blocks run.
+# Running the shell blocks: the slow tier, but for the runner's own control.
 
 
 @dataclass
@@ -425,7 +425,8 @@ def run_shell(commands: list[str], scene: Scene) -> None:
         ["bash", "-c", "\n".join(script)], cwd=scene.repo, env=scene.env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-4000:]
+    if result.returncode != 0:
+        raise AssertionError(result.stdout[-4000:])
 
 
 def serve(command: str, scene: Scene) -> None:
@@ -474,6 +475,19 @@ def run_scene(recipes: tuple, scene: Scene) -> Scene:
         except AssertionError as failure:
             pytest.fail(f"{block.where}: the recipe fails:\n{failure}", pytrace=False)
     return scene
+
+
+def test_a_recipe_runs_filled_in_and_stops_at_its_first_failing_command(tmp_path):
+    """The control of the shell runner: a block passes only if each of its commands succeeds."""
+    copy = Scene(tmp_path, {**os.environ, "TOKEN": "s3cret"}, {}, set(), set())
+    copy.paths["/mnt/shared"] = str(tmp_path / "shared")
+    text = 'export TOKEN=…\necho "$TOKEN" > /mnt/shared\nfalse && touch never\ntouch after\n'
+    block = Block("docs/x.md", 1, "sh", "", text, "", None)
+    with pytest.raises(AssertionError, match=r"\$ false\n$"):
+        run_block(block, copy)
+    assert (tmp_path / "shared").read_text() == "s3cret\n"
+    assert not (tmp_path / "never").exists() and not (tmp_path / "after").exists()
+    run_block(block, copy)  # each command once in a scene: nothing is left to fail
 
 
 CUDA_LAYER_INSTALLED = (Path(sys.prefix) / ".cuda-installed").exists()
