@@ -41,6 +41,7 @@ LONGEST_FIRST = (
     "test_signal_noise",  # a seed sweep
     "test_resume",  # trainers started, killed and resumed
     "test_adding_a_style",  # a style added, and the pipeline run again
+    "test_docs",  # every recipe of the pages, the seed sweep's too
     "test_report",
     "test_workflows",  # the workflows' jobs, a fork's training both runs
     "test_pipeline",
@@ -327,7 +328,8 @@ def ready_for_make(repo: Path) -> Path:
     (repo / ".venv").symlink_to(sys.prefix)
     if (REPO / "node_modules").is_dir():
         (repo / "node_modules").symlink_to(REPO / "node_modules")
-    for name in ("requirements.txt", "pyproject.toml", "package.json", "package-lock.json"):
+    installed = ("requirements.txt", "requirements-cuda.txt", "pyproject.toml", "package.json")
+    for name in (*installed, "package-lock.json"):
         os.utime(repo / name, (0, 0))
     return repo
 

@@ -285,6 +285,20 @@ MUTANTS = [
         ("tests/test_plots.py", "tests/test_browser.py", "tests/test_report.py", "-k", "colour"),
     ),
     Mutant(
+        "every shell and YAML block of the pages is run or says why not",
+        "tests/test_docs.py",
+        "        elif block.language in SHELLS and recipe(block) not in run:",
+        "        elif False:",
+        ("tests/test_docs.py", "-k", "unmarked"),
+    ),
+    Mutant(
+        "a params block of the pages is pasted into params.yaml before it loads",
+        "tests/test_docs.py",
+        '    merge(params, YAML(typ="safe").load(block.text))\n',
+        "",
+        ("tests/test_docs.py", "-k", "multi_gpu"),
+    ),
+    Mutant(
         "a sweep of fewer runs never silently replaces a larger record",
         "src/trainstyles/sweep.py",
         "    if requested < held and not replace:",
