@@ -166,6 +166,7 @@ SCENES = {
         ("docs/reproducibility.md", "make equivalence"),
         ("docs/reproducibility.md", "dvc repro -f"),
         ("docs/gpu.md", "dvc repro -f"),
+        ("docs/bench.md", "python -m trainstyles.bench --page"),
     ),
     "experiments": (
         ("README.md", "dvc exp run -S train_clipped.clip_norm=0.5"),
