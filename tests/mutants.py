@@ -299,6 +299,13 @@ MUTANTS = [
         ("tests/test_docs.py", "-k", "multi_gpu"),
     ),
     Mutant(
+        "a run is judged by the sweep record of its own machine kind",
+        "src/trainstyles/noise.py",
+        '        return kind_name(recorded) != kind, len(apart), -len(found[path]["runs"])',
+        '        return (-len(found[path]["runs"]),)',
+        ("tests/test_noise.py", "-k", "judged"),
+    ),
+    Mutant(
         "a sweep of fewer runs never silently replaces a larger record",
         "src/trainstyles/sweep.py",
         "    if requested < held and not replace:",
