@@ -344,6 +344,11 @@ def make(repo: Path, *args: str, env: dict | None = None) -> subprocess.Complete
 
 def own_code(repo: Path, env: dict | None = None) -> dict:
     """An environment in which commands run in `repo` import the repo's own code, and a pytest
-    started there is a run of its own, not a part of this one."""
-    inherited = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    or a make started there is a run of its own, not a part of this one (a make under `make
+    test-all` would say which directories it enters and leaves)."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTEST_", "MAKE")) and key != "MFLAGS"
+    }
     return {**inherited, "PYTHONPATH": str(repo / "src"), **(env or {})}
