@@ -113,7 +113,16 @@ def test_the_committed_record_was_made_under_the_committed_params(record):
     from trainstyles.params import load_params  # noqa: PLC0415
 
     params = load_params(REPO / "params.yaml").model_dump()
-    assert record["params"] == noise.shared_params(params)
+    assert noise.params_apart(record, params) == []
+    assert record["params"].keys() <= noise.shared_params(params).keys()
+
+
+def test_a_style_added_since_the_sweep_leaves_its_record_under_the_same_params(record):
+    """As if the sweep ran before train_clipped was added: its section is new, nothing else."""
+    before = {**record, "params": {k: v for k, v in record["params"].items() if k != STYLES[-1]}}
+    assert noise.params_apart(before, {**record["params"], "seed": 42}) == []
+    moved = {**record["params"], "train": {**record["params"]["train"], "batch_size": 64}}
+    assert noise.params_apart(before, moved) == ["train.batch_size"]
 
 
 @pytest.mark.parametrize("kind", list(seed_42_by_kind()))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from trainstyles.machine import kind_differences, kind_name, kind_slug
+from trainstyles.machine import differences, kind_differences, kind_name, kind_slug
 from trainstyles.params import STYLES
 
 RECORDS_DIR = Path("sweep")  # a record per machine kind, side by side
@@ -85,6 +85,18 @@ def shared_params(params: dict) -> dict:
     """The params every run of a sweep shares: all but what the sweep varies."""
     model = {key: value for key, value in params["model"].items() if key not in VARIED}
     return {**{key: v for key, v in params.items() if key not in VARIED}, "model": model}
+
+
+def params_apart(record: dict, params: dict) -> list[str]:
+    """The params a record's runs shared that differ from `params` now, as dotted keys. A style
+    added since the sweep brings a section the record never had: that changes nothing it
+    measured."""
+    now = {
+        key: value
+        for key, value in shared_params(params).items()
+        if key not in STYLES or key in record["params"]
+    }
+    return differences(record["params"], now)
 
 
 def summary(values: list[float]) -> dict:

@@ -35,7 +35,7 @@ from trainstyles.machine import (
     kind_name,
     run_machines,
 )
-from trainstyles.noise import RECORDS_DIR, Noise, noise_for, shared_params
+from trainstyles.noise import RECORDS_DIR, Noise, noise_for
 from trainstyles.outputs import at_chance
 from trainstyles.pages import README, replace_block, table
 from trainstyles.params import STYLES, load_params
@@ -139,7 +139,7 @@ def sweep_section(chosen: Noise, params: dict) -> str:
         f"The run is judged by the {chosen.line}.",
         sweep_tables(record, chosen.path),
     ]
-    changed = differences(record["params"], shared_params(params))
+    changed = noise.params_apart(record, params)
     if changed:
         lines.append(
             f"The record was made under other params ({', '.join(changed)}): "
