@@ -33,8 +33,10 @@ def judged_by(repo, request) -> noise.Noise:
     machine = next(machine for machine in run_machines(root=repo).values() if machine)
     chosen = noise.noise_for(machine, REPO / noise.RECORDS_DIR)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(f"\nthe acceptance run is judged by the {chosen.line}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter and capture:  # a fixture's output is captured, and dropped when tests pass
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nthe acceptance run is judged by the {chosen.line}")
     return chosen
 
 
