@@ -342,6 +342,13 @@ def make(repo: Path, *args: str, env: dict | None = None) -> subprocess.Complete
     )  # fmt: skip
 
 
+def in_its_shell(repo: Path, env: dict | None = None) -> dict:
+    """own_code, with this environment's tools first on PATH, as a reader's shell has them
+    after `. .venv/bin/activate`."""
+    tools = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return own_code(repo, {"PATH": tools, **(env or {})})
+
+
 def own_code(repo: Path, env: dict | None = None) -> dict:
     """An environment in which commands run in `repo` import the repo's own code, and a pytest
     or a make started there is a run of its own, not a part of this one (a make under `make

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, commit, copy_run, dvc, edit_params, make, own_code, ready_for_make
+from conftest import (
+    REPO,
+    commit,
+    copy_run,
+    dvc,
+    edit_params,
+    in_its_shell,
+    make,
+    own_code,
+    ready_for_make,
+)
 from trainstyles.commands import copy_worktree
 from trainstyles.params import STYLES
 
@@ -98,9 +108,8 @@ def step_4_commands() -> list[str]:
 
 def shell(repo: Path, command: str) -> subprocess.CompletedProcess:
     """A command as a user types it in `repo`: this environment's tools first on PATH."""
-    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     return subprocess.run(
-        ["bash", "-c", command], cwd=repo, env=own_code(repo, {"PATH": path}),
+        ["bash", "-c", command], cwd=repo, env=in_its_shell(repo),
         capture_output=True, text=True, check=False,
     )  # fmt: skip
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, copy_run, dvc, ready_for_make, s3_client
+from conftest import REPO, copy_run, dvc, in_its_shell, ready_for_make, s3_client
 from trainstyles import StageError
 from trainstyles.params import STYLES, Params, load_params
 
@@ -391,10 +391,7 @@ def scene(small_run: Path, tmp_path: Path, **env: str) -> Scene:
     for command in (["branch", "-M", "main"], ["commit", "-q", "--allow-empty", "-m", "after"]):
         subprocess.run(["git", *command], cwd=repo, check=True)
     (tmp_path / "tmp").mkdir()
-    reader = {
-        # Inside the environment (`. .venv/bin/activate`), with the copy's own code.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(repo / "src"),
+    reader = {  # inside the environment, with the copy's own code (in_its_shell)
         "TMPDIR": str(tmp_path / "tmp"),
         # `make test` is the fast tier, which this suite runs itself: here, one of its modules.
         "PYTEST_ADDOPTS": "-p no:cacheprovider tests/test_tiers.py",
@@ -402,7 +399,7 @@ def scene(small_run: Path, tmp_path: Path, **env: str) -> Scene:
         # The sweep's fewest runs: the sweep, not its statistics, is what is run here.
         "SEEDS": "2",
     }
-    return Scene(repo, {**os.environ, **reader, **env}, {}, set(), set())
+    return Scene(repo, in_its_shell(repo, {**reader, **env}), {}, set(), set())
 
 
 def filled(command: str, scene: Scene) -> str:

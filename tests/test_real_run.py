@@ -10,7 +10,6 @@ import pytest
 
 from conftest import REPO, copy_repo, dvc
 from trainstyles import noise
-from trainstyles.machine import run_machines
 from trainstyles.outputs import at_chance
 from trainstyles.params import STYLES
 
@@ -30,8 +29,7 @@ def repo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def judged_by(repo, request) -> noise.Noise:
     """The record of the kind the run trained on, said on the terminal: which one judged it."""
-    machine = next(machine for machine in run_machines(root=repo).values() if machine)
-    chosen = noise.noise_for(machine, REPO / noise.RECORDS_DIR)
+    chosen = noise.noise_for(noise.judged_machine(repo), REPO / noise.RECORDS_DIR)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter and capture:  # a fixture's output is captured, and dropped when tests pass

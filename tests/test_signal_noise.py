@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from conftest import commit, copy_repo, dvc, edit_params, run_module, table_rows
-from trainstyles import noise
-from trainstyles.machine import fingerprint, kind_name, kind_slug
-from trainstyles.params import STYLES
+from trainstyles import noise, sweep
+from trainstyles.machine import kind_name, kind_slug
+from trainstyles.params import STYLES, load_params
 
 pytestmark = pytest.mark.slow
 PARAMS = {
@@ -53,7 +53,7 @@ def repo(tmp_path_factory):
     ).stdout.split("\n")
     # The committed run is untouched: only this kind's record, and docs/noise.md's tables,
     # changed.
-    record = f"sweep/{kind_slug(fingerprint(2) | {'devices': ['CPU:0']})}.json"
+    record = str(noise.record_path(sweep.expected_machine(load_params(copy / "params.yaml"))))
     assert {line[3:] for line in changed if line} <= {record, "docs/noise.md"}
     assert swept.stdout.splitlines()[-1].endswith(f"wrote {record} and docs/noise.md's tables")
     commit(copy, "its sweep")

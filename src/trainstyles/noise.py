@@ -23,7 +23,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from trainstyles.machine import differences, kind_differences, kind_name, kind_slug
+from trainstyles.machine import differences, kind_differences, kind_name, kind_slug, run_machines
 from trainstyles.params import STYLES
 
 RECORDS_DIR = Path("sweep")  # a record per machine kind, side by side
@@ -52,6 +52,11 @@ def record_path(machine: dict, directory: Path = RECORDS_DIR) -> Path:
 
 def records(directory: Path = RECORDS_DIR) -> dict[Path, dict]:
     return {path: json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))}
+
+
+def judged_machine(root: Path = Path()) -> dict | None:
+    """The machine the run in `root` is judged as: its first recorded style's."""
+    return next((machine for machine in run_machines(root=root).values() if machine), None)
 
 
 def noise_for(machine: dict, directory: Path = RECORDS_DIR) -> Noise:

@@ -419,8 +419,7 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     params = load_params()
     here = fingerprint(params.train.intra_op_threads)
     # The run is judged on its own machine's kind, which is not always this one's.
-    judged = next((machine for machine in run_machines().values() if machine), here)
-    chosen = noise_for(judged)
+    chosen = noise_for(noise.judged_machine() or here)
     out.mkdir(parents=True, exist_ok=True)
     plots = render_plots(dvc_plots(), out)
     # The confusion matrices, plotted from evaluate's per-file data, go with the agreement.
