@@ -34,7 +34,8 @@ SHELLS = {"sh", "bash", "shell", "console"}
 YAMLS = {"yaml", "yml"}
 # A fence may be indented (in a list) and of backticks or tildes.
 FENCE = re.compile(r"^(\s*)(```|~~~)(\S*)\s*(.*)$")
-MARKER = re.compile(r"^\*Not run by the docs test: (?P<reason>.+)\.\*$")
+# The mark of a block the test cannot run: an HTML comment, which a rendered page does not show.
+MARKER = re.compile(r"^<!-- not run by the docs test: (?P<reason>.+?) -->$")
 # What a page may give as the reason, at the start of its marker: what this machine lacks, a
 # command too long for a test, or a command that CI runs (checked against .ci/run).
 REASONS = (
@@ -281,6 +282,31 @@ def test_every_shell_and_yaml_block_is_run_or_marked():
     assert unexplained(blocks) == []
 
 
+def visible_text(path: Path) -> str:
+    """What a reader sees of a rendered page outside its code: the text of the page as
+    CommonMark renders it (GitHub too), without HTML comments and code."""
+    from markdown_it import MarkdownIt  # noqa: PLC0415
+
+    tokens = MarkdownIt("commonmark").parse(path.read_text())
+    return "\n".join(token.content for token in tokens if token.type == "inline")
+
+
+def test_no_rendered_page_shows_a_mark():
+    marks = [block for block in all_blocks() if block.marker is not None]
+    assert len(marks) > 5
+    for page in PAGES:
+        assert "not run by the docs test" not in visible_text(page).lower(), page.name
+
+
+def test_a_mark_written_as_text_shows_and_counts_for_nothing(tmp_path):
+    """The control: the old, visible form of a mark is seen by a reader and not by the test."""
+    page = tmp_path / "page.md"
+    page.write_text("*Not run by the docs test: needs a GPU.*\n\n```sh\nmake gpu\n```\n")
+    assert "Not run by the docs test" in visible_text(page)
+    [block] = page_blocks(page, tmp_path)
+    assert block.marker is None
+
+
 def test_an_unmarked_block_and_an_unfounded_marker_are_named_by_page_and_line(tmp_path):
     """The control: a new block that nothing runs (one in a list too), a marker with no reason
     it knows, and one that claims CI runs a command .ci/run does not."""
@@ -288,9 +314,9 @@ def test_an_unmarked_block_and_an_unfounded_marker_are_named_by_page_and_line(tm
     page.parent.mkdir()
     blocks = {
         "": "make new",
-        "*Not run by the docs test: too slow.*": "make slow",
-        "*Not run by the docs test: run by CI.*": "make lint\nmake bench",
-        "*Not run by the docs test: run by CI (the suite).*": "make test-all  # and more",
+        "<!-- not run by the docs test: too slow -->": "make slow",
+        "<!-- not run by the docs test: run by CI -->": "make lint\nmake bench",
+        "<!-- not run by the docs test: run by CI (the suite) -->": "make test-all  # and more",
     }
     text = "".join(f"{m}\n\n```sh\n{block}\n```\n\n" for m, block in blocks.items())
     page.write_text(text + "- a step:\n\n  ~~~bash\n  make listed\n  ~~~\n")
