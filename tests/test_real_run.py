@@ -34,7 +34,7 @@ def judged_by(repo, request) -> noise.Noise:
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter and capture:  # a fixture's output is captured, and dropped when tests pass
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nthe acceptance run is judged by the {chosen.line}")
+            reporter.write_line(f"\nthe acceptance run: {chosen.line}")
     return chosen
 
 

@@ -106,9 +106,12 @@ def test_the_report_shows_the_spread_and_the_paired_verdicts(repo, rounding_page
     [(path, record)] = noise.records(repo / noise.RECORDS_DIR).items()
     kind = kind_name(record["machine"])
     assert f"## Noise: every style over 5 seeds on {kind}" in rounding_page
-    said = f"the noise of {kind} from {path.relative_to(repo)} (5 runs on {kind})"
-    assert f"The run is judged by {said}." in rounding_page
-    assert f"(a 99 % prediction bound for two runs), with {said}." in rounding_page
+    said = (
+        f"The run is judged by the noise of 5 seeded runs on its own kind of machine, {kind} "
+        f"({path.relative_to(repo)})."
+    )
+    assert f"\n\n{said}\n\n" in rounding_page
+    assert f"(a 99 % prediction bound for two runs). {said}" in rounding_page
     for style in STYLES:
         (row,) = [row for row in table_rows(rounding_page, f"`{style}`") if len(row) == 8]
         assert " ± " in row[1] and "–" in row[2]

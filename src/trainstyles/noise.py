@@ -64,7 +64,10 @@ def noise_for(machine: dict, directory: Path = RECORDS_DIR) -> Noise:
     keys apart, then the most runs), which stands in and says so."""
     found = records(directory)
     if not found:
-        return Noise(None, None, f"no sweep record in {directory}/: `make sweep` measures one")
+        return Noise(
+            None, None, f"The run is not judged: {directory}/ holds no sweep record, and "
+            "`make sweep` records one."
+        )  # fmt: skip
     kind = kind_name(machine)
 
     def distance(path: Path) -> tuple:
@@ -74,16 +77,34 @@ def noise_for(machine: dict, directory: Path = RECORDS_DIR) -> Noise:
 
     path = min(found, key=distance)
     record = found[path]
-    measured = f"{path} ({len(record['runs'])} runs on {kind_name(record['machine'])})"
+    runs = f"{len(record['runs'])} seeded runs"
     if kind_name(record["machine"]) == kind:
-        return Noise(record, path, f"noise of {kind} from {measured}")
-    apart = ", ".join(kind_differences(record["machine"], machine))
+        return Noise(record, path, f"The run is judged by the noise of {runs} on its own kind "
+                                   f"of machine, {kind} ({path}).")  # fmt: skip
+    apart = " and ".join(in_plain_words(kind_differences(record["machine"], machine)))
     return Noise(
         record,
         path,
-        f"no sweep record for {kind}: the nearest, {measured}, stands in (it differs in "
-        f"{apart}); `make sweep` on {kind} measures its own",
+        f"The run is judged by the noise of {runs} on {kind_name(record['machine'])} ({path}), "
+        f"standing in for {kind}, which has no sweep record: the two differ in {apart}, and "
+        f"`make sweep` on {kind} records its own.",
     )
+
+
+# A fingerprint's keys (machine.fingerprint) as a reader names them, by the key's start.
+PLAIN_WORDS = {
+    "cpu.model_name": "CPU name", "cpu.vendor": "CPU vendor",
+    "cpu.family_model": "CPU family and model", "cpu.features": "instruction sets",
+    "cpu.caches": "cache sizes", "threads": "thread settings", "gpu": "GPUs",
+    "versions.tensorflow": "TensorFlow version", "versions.keras": "Keras version",
+    "versions.numpy": "NumPy version",
+}  # fmt: skip
+
+
+def in_plain_words(keys: list[str]) -> list[str]:
+    """Dotted fingerprint keys as a reader names them, each named once, in their order."""
+    named = [next((w for k, w in PLAIN_WORDS.items() if key.startswith(k)), key) for key in keys]
+    return list(dict.fromkeys(named))
 
 
 def shared_params(params: dict) -> dict:

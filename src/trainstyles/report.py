@@ -136,7 +136,7 @@ def sweep_section(chosen: Noise, params: dict) -> str:
         return f"## Noise\n\nNo sweep record ({RECORDS_DIR}/): run `make sweep` to measure it."
     lines = [
         f"## Noise: every style over {len(record['runs'])} seeds on {kind_name(record['machine'])}",
-        f"The run is judged by the {chosen.line}.",
+        chosen.line,
         sweep_tables(record, chosen.path),
     ]
     changed = noise.params_apart(record, params)
@@ -336,7 +336,7 @@ def diff_section(revision: str, chosen: Noise, here: dict, same_machine: bool) -
     rule = (
         f" A change is beyond noise when it exceeds k·sd of its metric over the sweep's "
         f"{len(record['runs'])} runs, k = {noise.k_factor(len(record['runs'])):.2f} "
-        f"(a 99 % prediction bound for two runs), with the {chosen.line}."
+        f"(a 99 % prediction bound for two runs). {chosen.line}"
         if record
         else ""
     )
