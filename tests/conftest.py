@@ -1,5 +1,6 @@
 """Fixtures: tiny synthetic Fashion-MNIST-shaped data and params shrunk to match."""
 
+import functools
 import gzip
 import hashlib
 import json
@@ -9,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,71 @@ def tiny_params(**sections) -> Params:
 
 
 COMMITTED_RESULTS = ("dvc.lock", "metrics/", "plots/", "sweep/")
+
+
+def committed_results(destination: Path, repo: Path = REPO) -> Path:
+    """The committed run and sweep records (COMMITTED_RESULTS) as HEAD holds them, written into
+    `destination`: what a test of the committed run reads, whichever kind of machine trained
+    the workspace since (`make repro` on a user's machine changes the workspace, not HEAD)."""
+    paths = [name.rstrip("/") for name in COMMITTED_RESULTS]
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD", "--", *paths],
+        cwd=repo, capture_output=True, check=False,
+    )  # fmt: skip
+    if archive.returncode != 0:
+        problem = archive.stderr.decode(errors="replace").strip()
+        pytest.fail(f"the committed run is read from HEAD, and {repo} has none: {problem}")
+    destination.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True)
+    return destination
+
+
+_KEPT: list[tempfile.TemporaryDirectory] = []  # removed when the test process ends
+
+
+@functools.cache
+def committed() -> Path:
+    """A directory holding HEAD's committed run and sweep records, made once per process."""
+    _KEPT.append(tempfile.TemporaryDirectory(prefix="committed-"))
+    return committed_results(Path(_KEPT[-1].name))
+
+
+def committed_checkout(destination: Path) -> Path:
+    """This checkout's files as they are, its committed run and records as HEAD holds them,
+    committed: a copy that is what a user's clone is after their own changes."""
+    copy_worktree(REPO, destination, leave_out=COMMITTED_RESULTS)
+    committed_results(destination)
+    identify(destination)
+    commit(destination, "the checkout, with the committed run as HEAD holds it")
+    return destination
+
+
+# A kind of machine that no sweep record has, as /proc/cpuinfo would describe it.
+UNKNOWN_CPU = {"model_name": "Imaginary CPU", "vendor": "Imaginary", "family_model": "99/1"}
+UNKNOWN_KIND = "Imaginary 99/1"
+
+
+def unknown_kind_cpuinfo(path: Path) -> Path:
+    """A cpuinfo file of UNKNOWN_CPU, with this machine's own instruction sets."""
+    from trainstyles.machine import cpu  # noqa: PLC0415
+
+    family, model = UNKNOWN_CPU["family_model"].split("/")
+    path.write_text(
+        f"vendor_id\t: {UNKNOWN_CPU['vendor']}\ncpu family\t: {family}\nmodel\t\t: {model}\n"
+        f"model name\t: {UNKNOWN_CPU['model_name']}\nflags\t\t: {' '.join(cpu()['features'])}\n\n"
+    )
+    return path
+
+
+def relabel_workspace_run(repo: Path) -> None:
+    """The workspace's run in `repo` as if trained on UNKNOWN_CPU: each style's machine record
+    says so (uncommitted), as after `make repro` on a kind no record has."""
+    for path in sorted((repo / "metrics" / "machine").glob("*.json")):
+        machine = json.loads(path.read_text())
+        machine["cpu"] |= UNKNOWN_CPU
+        path.write_text(json.dumps(machine, indent=2) + "\n")
+
+
 # params for end-to-end runs in seconds: 600 training images, 2 epochs per style.
 SMALL = {
     "split": {"val_size": 100, "train_limit": 600, "test_limit": 200},
@@ -123,11 +190,16 @@ def copy_repo(destination: Path, params: dict | None = None) -> Path:
     with `params` merged into params.yaml section by section."""
     copy_worktree(REPO, destination, leave_out=COMMITTED_RESULTS)
     edit_params(destination / "params.yaml", params or {})
-    # Commits, and `dvc exp run`, need an identity: the repository's own, whatever the machine's.
-    for key, value in {"user.name": "trainstyles test", "user.email": "test@ts.invalid"}.items():
-        subprocess.run(["git", "config", key, value], cwd=destination, check=True)
+    identify(destination)
     subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
     return destination
+
+
+def identify(repo: Path) -> None:
+    """Commits, and `dvc exp run`, need an identity: the repository's own, whatever the
+    machine's."""
+    for key, value in {"user.name": "trainstyles test", "user.email": "test@ts.invalid"}.items():
+        subprocess.run(["git", "config", key, value], cwd=repo, check=True)
 
 
 @pytest.fixture(scope="session")

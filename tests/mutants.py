@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import copy_repo
+from conftest import committed_checkout
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,13 @@ MUTANTS = [
         "    if False:",
         ("tests/test_noise.py", "-k", "smaller_sweep"),
     ),
+    Mutant(
+        "the tests of the committed run read HEAD, whichever kind trained the workspace",
+        "tests/test_noise.py",
+        "COMMITTED = committed()\n",
+        "COMMITTED = REPO\n",
+        ("tests/test_noise.py", "-k", "kind_no_record_has"),
+    ),
 ]
 
 
@@ -355,7 +362,7 @@ def main() -> int:
     chosen = [m for m in MUTANTS if all(word in m.guarantee for word in args.words)]
     verdicts = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as work:
-        repo = copy_repo(Path(work) / "repo")
+        repo = committed_checkout(Path(work) / "repo")
         for mutant in chosen:
             start = time.monotonic()
             verdicts.append(verdict(mutant, repo))

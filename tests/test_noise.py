@@ -1,19 +1,31 @@
 """The statistics behind every "beyond noise" and "within noise" the project prints."""
 
 import json
+import re
 import shutil
 import statistics
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
+from conftest import (
+    REPO,
+    UNKNOWN_KIND,
+    committed,
+    committed_checkout,
+    own_code,
+    relabel_workspace_run,
+)
 from trainstyles import StageError, noise, sweep
 from trainstyles.machine import kind_name, kind_slug
 from trainstyles.params import STYLES
 from trainstyles.stage import METRICS_DIR
 
-REPO = Path(__file__).resolve().parents[1]
-RECORDS = noise.records(REPO / noise.RECORDS_DIR)
+# The committed run and records, as HEAD holds them: the workspace's run may since have been
+# trained by any kind of machine, one with no record among them.
+COMMITTED = committed()
+RECORDS = noise.records(COMMITTED / noise.RECORDS_DIR)
 # Seed 42's test accuracy as another machine kind trained it: the committed run of these params
 # before it was trained again on the kind of the committed records. The committed run's own
 # kind is read from the committed metrics.
@@ -29,9 +41,9 @@ def committed_run() -> tuple[dict, dict]:
     accuracy = {  # a style added since the committed run has no figures yet
         style: json.loads(path.read_text())["test_accuracy"]
         for style in STYLES
-        if (path := REPO / METRICS_DIR / f"{style}.json").is_file()
+        if (path := COMMITTED / METRICS_DIR / f"{style}.json").is_file()
     }
-    return noise.judged_machine(REPO), accuracy
+    return noise.judged_machine(COMMITTED), accuracy
 
 
 def seed_42_by_kind() -> dict[str, dict[str, float]]:
@@ -135,13 +147,32 @@ def test_every_records_floors_pass_seed_42_as_each_known_kind_trained_it(record,
 
 def test_the_committed_run_is_judged_by_a_record_of_its_own_kind():
     machine, _ = committed_run()
-    chosen = noise.noise_for(machine, REPO / noise.RECORDS_DIR)
-    assert chosen.path == REPO / noise.RECORDS_DIR / f"{kind_slug(machine)}.json"
-    assert chosen.line.startswith(f"noise of {kind_name(machine)} from ")
+    chosen = noise.noise_for(machine, COMMITTED / noise.RECORDS_DIR)
+    assert chosen.path == COMMITTED / noise.RECORDS_DIR / f"{kind_slug(machine)}.json"
+    assert f"on its own kind of machine, {kind_name(machine)} (" in chosen.line
 
 
 def test_a_record_is_filed_under_its_own_kind(record):
-    assert RECORDS[REPO / noise.record_path(record["machine"])] is record
+    assert RECORDS[COMMITTED / noise.record_path(record["machine"])] is record
+
+
+@pytest.mark.slow
+def test_a_workspace_run_of_a_kind_no_record_has_fails_no_test_of_the_committed_run(tmp_path):
+    """The control: in a copy whose workspace run reads as trained on a kind no record has (as
+    after `make repro` on a new machine), this module's tests still pass, and the run there
+    is judged by the nearest record, standing in."""
+    copy = committed_checkout(tmp_path / "repo")
+    relabel_workspace_run(copy)
+    workspace = noise.judged_machine(copy)
+    assert kind_name(workspace) == UNKNOWN_KIND
+    chosen = noise.noise_for(workspace, copy / noise.RECORDS_DIR)
+    assert f"standing in for {UNKNOWN_KIND}, which has no sweep record" in chosen.line
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_noise.py"],
+        cwd=copy, env=own_code(copy), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"\b[1-9]\d* passed", result.stdout), result.stdout
 
 
 def fingerprint_of(model_name: str, family_model: str, features: list[str]) -> dict:
@@ -159,16 +190,24 @@ def test_a_run_is_judged_by_its_kinds_record_else_the_nearest_and_says_which(tmp
         (tmp_path / f"{kind_slug(machine)}.json").write_text(json.dumps(record))
     own = noise.noise_for(xeon, tmp_path)
     assert own.path == tmp_path / "intel-xeon-6-106.json"
-    assert own.line == f"noise of Intel Xeon 6/106 from {own.path} (5 runs on Intel Xeon 6/106)"
+    assert own.line == (
+        "The run is judged by the noise of 5 seeded runs on its own kind of machine, Intel Xeon "
+        f"6/106 ({own.path})."
+    )
     epyc_avx2 = fingerprint_of("AMD EPYC", "25/1", ["avx2"])
     nearest = noise.noise_for(epyc_avx2, tmp_path)
     assert nearest.path == tmp_path / "amd-epyc-25-17.json"  # 2 keys apart; the Xeon 3
     assert nearest.line == (
-        f"no sweep record for AMD EPYC 25/1: the nearest, {nearest.path} (10 runs on AMD EPYC "
-        "25/17), stands in (it differs in cpu.family_model, cpu.features); `make sweep` on AMD "
-        "EPYC 25/1 measures its own"
+        f"The run is judged by the noise of 10 seeded runs on AMD EPYC 25/17 ({nearest.path}), "
+        "standing in for AMD EPYC 25/1, which has no sweep record: the two differ in CPU family "
+        "and model and instruction sets, and `make sweep` on AMD EPYC 25/1 records its own."
     )
-    assert noise.noise_for(xeon, tmp_path / "none").record is None
+    nothing = noise.noise_for(xeon, tmp_path / "none")
+    assert nothing.record is None
+    assert nothing.line == (
+        f"The run is not judged: {tmp_path / 'none'}/ holds no sweep record, and `make sweep` "
+        "records one."
+    )
 
 
 def test_the_sweep_refuses_fewer_than_two_runs_before_it_queues_any():
