@@ -1,17 +1,25 @@
 """What a person opens, opened as a person would: `dvc plots show`'s and `dvc plots diff`'s page
 and TensorBoard, in headless Chromium with the network off (only loopback answers), after `dvc
-repro` of a copy of the repository on small params. The screenshots stay in
+repro` of a copy of the repository on small params. Pages are served on loopback, which any
+Chromium opens (a snap's opens no file under /tmp). The screenshots stay in
 test-artifacts/browser/ (git-ignored)."""
 
 import csv
+import functools
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -37,25 +45,126 @@ OFFLINE = ["--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND,
 LEGEND_LABEL = re.compile(r'role-legend-label"[^>]*><text[^>]*>([^<]*)</text>')
 
 
+# Where Chromium is, in order: Debian's package, Ubuntu's (a stub that runs the snap, and says
+# to install the snap where there is none), the snap itself, Google's build.
+CANDIDATES = ("chromium", "chromium-browser", "/snap/bin/chromium", "google-chrome-stable")
+
+
+@dataclass(frozen=True)
+class Browser:
+    path: str
+    # A snap is confined: it opens no file under /tmp or a hidden directory, and writes only
+    # below the user's home; pages reach it over loopback, and screenshots through its folder.
+    snap: bool
+
+
+def find_chromium(candidates: tuple[str, ...] = CANDIDATES) -> Browser | None:
+    """The first candidate that runs (`--version` answers) and whether it is a snap."""
+    for candidate in candidates:
+        path = shutil.which(candidate)
+        if path is None:
+            continue
+        try:
+            answer = subprocess.run(
+                [path, "--version"], capture_output=True, text=True, timeout=60, check=False
+            )
+        except OSError:
+            continue
+        if answer.returncode == 0 and re.search(r"\b(Chromium|Chrome) \d", answer.stdout):
+            real = Path(path).resolve()  # /snap/bin/chromium links to /usr/bin/snap
+            script = real.read_bytes()[:4096] if real.stat().st_size < 1 << 20 else b""
+            snap = path.startswith("/snap/") or real.name == "snap" or b"/snap/" in script
+            return Browser(path, snap)
+    return None
+
+
+@functools.cache
+def browser() -> Browser:
+    """The Chromium to test with; where there is none, a skip saying why, except in CI (CI is
+    set there), which must run this tier."""
+    found = find_chromium()
+    if found is None:
+        why = "no Chromium runs here: `make test-all` installs Debian's, or `snap install chromium`"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return found
+
+
 def chromium(*args: str) -> str:
     """Headless Chromium's stdout, once the page's scripts and requests have settled."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.fail("chromium not found: `make test` installs it (apt-get install chromium)")
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    command = [browser().path, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     command += [*OFFLINE, "--virtual-time-budget=20000", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@contextmanager
+def served(directory: Path) -> Iterator[str]:
+    """`directory` over HTTP on loopback, for as long as the block lasts: its address."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass  # a line per request otherwise, on the test's stderr
 
 
 def screenshot(url: str, name: str, height: int) -> Path:
     """A screenshot of `url` in the artifacts; fails if it is one flat colour."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    chromium(f"--window-size=1400,{height}", f"--screenshot={path}", url)
+    with tempfile.TemporaryDirectory(dir=snap_folder() if browser().snap else None) as shots:
+        shot = Path(shots) / name
+        chromium(f"--window-size=1400,{height}", f"--screenshot={shot}", url)
+        shutil.move(shot, path)
     with Image.open(path) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 50, f"{path} is blank"
     return path
+
+
+def snap_folder() -> Path:
+    """A folder the Chromium snap may write to: its own, below the user's home."""
+    folder = Path.home() / "snap" / "chromium" / "common"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def fake_browser(directory: Path, name: str, says: str, status: int = 0) -> Path:
+    script = directory / name
+    script.write_text(f"#!/bin/sh\necho '{says}'\nexit {status}\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("kind", ["debian", "ubuntu-snap", "none"])
+def test_chromium_is_found_as_debian_and_ubuntu_install_it(tmp_path, kind):
+    """Debian's `chromium`; Ubuntu's `chromium-browser`, a stub that fails where the snap is
+    missing, and the snap in /snap/bin; none at all. No browser runs: stand-ins answer."""
+    stub = "Command '/snap/bin/chromium' requires the chromium snap to be installed."
+    if kind == "debian":
+        debian = fake_browser(tmp_path, "chromium", "Chromium 156.0.8078.73 built on Debian")
+        fake_browser(tmp_path, "chromium-browser", stub, status=1)
+        assert find_chromium((str(debian), str(tmp_path / "chromium-browser"))) == Browser(
+            str(debian), snap=False
+        )
+    elif kind == "ubuntu-snap":
+        stub_path = fake_browser(tmp_path, "chromium-browser", stub, status=1)
+        snap = fake_browser(tmp_path, "chromium", "Chromium 156.0.8078.73 snap")
+        wrapper = tmp_path / "wrapper"
+        wrapper.write_text(f'#!/bin/sh\n# runs /snap/bin/chromium\nexec {snap} "$@"\n')
+        wrapper.chmod(0o755)
+        assert find_chromium((str(stub_path), str(wrapper))) == Browser(str(wrapper), snap=True)
+    else:
+        stub_path = fake_browser(tmp_path, "chromium-browser", stub, status=1)
+        assert find_chromium((str(stub_path), str(tmp_path / "absent"))) is None
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +198,17 @@ def test_the_plots_page_renders_every_plot_offline(repo):
     scripts = re.findall(r'<script[^>]*\bsrc="([^"]*)"', page.read_text())
     assert scripts and not [src for src in scripts if re.match(r"(https?:)?//", src)], scripts
 
-    dom = chromium("--dump-dom", page.as_uri())
-    assert 'id="vega-missing"' not in dom
-    drawn = charts(dom)
-    declared = len(YAML(typ="safe").load(repo / "dvc.yaml")["plots"])
-    assert len(drawn) == declared, f"{len(drawn)} of {declared} plots drawn: {sorted(drawn)}"
-    for plot in CURVES:
-        assert set(STYLES) <= set(drawn[plot]), (plot, drawn[plot])
-    assert {"grad_norm", "clip_norm"} <= set(drawn["grad_norm"])
-    screenshot(page.as_uri(), "plots.png", height=1000 + 300 * declared)
+    with served(repo) as address:
+        url = f"{address}dvc_plots/index.html"
+        dom = chromium("--dump-dom", url)
+        assert 'id="vega-missing"' not in dom
+        drawn = charts(dom)
+        declared = len(YAML(typ="safe").load(repo / "dvc.yaml")["plots"])
+        assert len(drawn) == declared, f"{len(drawn)} of {declared} plots drawn: {sorted(drawn)}"
+        for plot in CURVES:
+            assert set(STYLES) <= set(drawn[plot]), (plot, drawn[plot])
+        assert {"grad_norm", "clip_norm"} <= set(drawn["grad_norm"])
+        screenshot(url, "plots.png", height=1000 + 300 * declared)
 
 
 def move_curves(repo: Path) -> None:
@@ -118,25 +229,28 @@ def test_each_style_is_a_colour_and_each_revision_a_dash_in_show_and_diff(repo, 
     """The strokes Vega drew in the browser: `dvc plots show` of the run, then `dvc plots diff
     HEAD` once the workspace's curves have moved."""
     dvc(repo, "plots", "show")
-    shown = drawn_plots(chromium("--dump-dom", (repo / "dvc_plots" / "index.html").as_uri()))
+    with served(repo) as address:
+        shown = drawn_plots(chromium("--dump-dom", f"{address}dvc_plots/index.html"))
     moved = copy_run(repo, tmp_path / "repo")
     move_curves(moved)
     dvc(moved, "plots", "diff", "HEAD")
-    diff_page = (moved / "dvc_plots" / "index.html").as_uri()
-    diffed = drawn_plots(chromium("--dump-dom", diff_page))
+    with served(moved) as address:
+        diff_page = f"{address}dvc_plots/index.html"
+        diffed = drawn_plots(chromium("--dump-dom", diff_page))
+        screenshot(diff_page, "plots-diff.png", height=1000 + 300 * len(diffed))
     for page, revisions in ((shown, ["workspace"]), (diffed, ["workspace", "HEAD"])):
         for plot in CURVES:
             lines = drawn_lines(page[plot])
             assert_colour_is_series_and_dash_is_revision(lines, list(STYLES), revisions)
         lines = drawn_lines(page["grad_norm"])
         assert_colour_is_series_and_dash_is_revision(lines, ["grad_norm", "clip_norm"], revisions)
-    screenshot(diff_page, "plots-diff.png", height=1000 + 300 * len(diffed))
 
 
 def test_without_vega_the_page_says_how_to_get_it(repo, tmp_path):
     """The page moved away from the checkout's node_modules: a notice, not a blank page."""
     dvc(repo, "plots", "show", "-o", str(tmp_path / "elsewhere"))
-    dom = chromium("--dump-dom", (tmp_path / "elsewhere" / "index.html").as_uri())
+    with served(tmp_path / "elsewhere") as address:
+        dom = chromium("--dump-dom", f"{address}index.html")
     assert not charts(dom)
     assert 'id="vega-missing"' in dom and "make setup" in dom
 
