@@ -319,6 +319,14 @@ MUTANTS = [
         "COMMITTED = REPO\n",
         ("tests/test_noise.py", "-k", "kind_no_record_has"),
     ),
+    Mutant(
+        "a stage on a host with the CUDA layer and no driver prints no cuInit error",
+        "src/trainstyles/gpu.py",
+        "        with stderr_without(CUINIT_FAILED):\n"
+        '            tf.config.list_physical_devices("GPU")\n',
+        '        tf.config.list_physical_devices("GPU")\n',
+        ("tests/test_gpu.py", "-k", "cuinit"),
+    ),
 ]
 
 

@@ -3,7 +3,9 @@ choice, and the causes a stage gives when TensorFlow sees no GPU."""
 
 import importlib.metadata
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,16 +16,18 @@ import pytest
 import tensorflow as tf
 from packaging.requirements import Requirement
 
-from conftest import REPO
+from conftest import REPO, copy_run, stage_argv
 from trainstyles import StageError, StageWarning, gpu
 from trainstyles.gpu import (
     ANY_GPU,
+    CUINIT_FAILED,
     LIBRARIES,
     Opened,
     build_majors,
     driver_cuda_version,
     no_gpu_cause,
     soname,
+    stderr_without,
     use_devices,
 )
 
@@ -155,3 +159,37 @@ def test_a_tensorflow_built_without_cuda_is_the_cause_where_a_driver_is_present(
         StageError, match=f"^train.device is gpu, but TensorFlow sees no GPU: {cause}$"
     ):
         use_devices("gpu")
+
+
+@pytest.mark.slow
+def test_with_the_cuda_layer_and_no_driver_a_stage_prints_no_cuinit_error(small_run, tmp_path):
+    """The CUDA layer installed, no driver: a trainer says nothing of CUDA, and its machine
+    record says it trained on the CPU. The control: TensorFlow's own first device query, in the
+    same environment, logs the failed cuInit."""
+    site_packages_nvidia()
+    if driver_cuda_version():
+        pytest.skip(NO_DRIVER)
+    repo = copy_run(small_run, tmp_path / "repo")
+    (repo / "metrics" / "machine" / "train_fit.json").unlink()
+    query = "import tensorflow as tf; tf.config.list_physical_devices('GPU')"
+    bare = subprocess.Popen(
+        [sys.executable, "-c", query], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    stage = subprocess.run(
+        [sys.executable, *stage_argv("train_fit", repo)], cwd=repo, capture_output=True,
+        env=os.environ | {"PYTHONPATH": str(repo / "src")}, text=True, check=False,
+    )  # fmt: skip
+    assert stage.returncode == 0, stage.stderr
+    assert not re.search("cuInit|CUDA error|cuda_", stage.stdout + stage.stderr), stage.stderr
+    record = json.loads((repo / "metrics" / "machine" / "train_fit.json").read_text())
+    assert record["devices"] == ["CPU:0"]
+    assert CUINIT_FAILED.decode() in bare.communicate()[1]
+
+
+def test_only_the_lines_holding_the_fragment_are_dropped_from_file_descriptor_2(capfd):
+    """What C++ writes to descriptor 2 and what Python writes to sys.stderr, in their order."""
+    with stderr_without(CUINIT_FAILED):
+        os.write(2, b"E cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n")
+        print("said in Python", file=sys.stderr)
+        os.write(2, b"E another error\n")
+    assert capfd.readouterr().err == "said in Python\nE another error\n"

@@ -13,11 +13,15 @@ opened from its wheel by full path: the loader's later open by name finds it alr
     python -m trainstyles.gpu
 """
 
+import contextlib
 import ctypes
 import importlib.metadata
 import os
 import subprocess
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,12 +176,40 @@ def no_gpu_cause(driver: tuple[int, int] | None, failed: list[Opened], cuda_majo
     return "the driver lists no usable GPU (`nvidia-smi` shows what it sees)"
 
 
+# TensorFlow's first device query calls cuInit. With the CUDA layer installed and no driver, the
+# call fails (303: TensorFlow's stand-in for libcuda.so.1 finds no driver to load) and TensorFlow
+# logs it as an error at every start. Without a driver there is no GPU to lose, and the stage
+# says which device it trained on: the line tells nobody anything. With a driver it is kept.
+CUINIT_FAILED = b"failed call to cuInit"
+
+
+@contextlib.contextmanager
+def stderr_without(fragment: bytes) -> Iterator[None]:
+    """Hold what reaches file descriptor 2 (C++ logs too) while the block runs, then pass it on
+    in order, less the lines that hold `fragment`."""
+    sys.stderr.flush()
+    original = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(original, 2)
+            os.close(original)
+            held.seek(0)
+            os.write(2, b"".join(line for line in held if fragment not in line))
+
+
 def use_devices(choice: str) -> list[str]:
     """Make TensorFlow train on what `train.device` asks for (auto, cpu, gpu), before its
     runtime starts, and name the devices it will use. `gpu` where none is visible is refused;
     `auto` where a driver is present but no GPU is visible warns, with the likely cause."""
     driver, built = driver_cuda_version(), cuda_build()
     failed = [opened for opened in open_libraries() if not opened.ok] if driver and built else []
+    if not driver:
+        with stderr_without(CUINIT_FAILED):
+            tf.config.list_physical_devices("GPU")
     if choice == "cpu":
         tf.config.set_visible_devices([], "GPU")
     visible = tf.config.get_visible_devices("GPU")
