@@ -40,6 +40,9 @@ RUN pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements-
 RUN git config --system --add safe.directory /workspace \
     && git config --system user.name "trainstyles container" \
     && git config --system user.email "container@trainstyles.invalid"
+# The CUDA cache under /tmp is lost with `docker run --rm`: the stages and gpu-check keep the
+# compiled code in the mounted workspace instead (.cache/cuda), and fall back to this path, which
+# src/trainstyles/gpu.py knows as the image's, only where the container cannot write there.
 ENV KERAS_HOME=/tmp/keras \
     DVC_SITE_CACHE_DIR=/tmp/dvc-site-cache \
     CUDA_CACHE_PATH=/tmp/cuda-cache \

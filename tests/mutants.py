@@ -320,12 +320,33 @@ MUTANTS = [
         ("tests/test_noise.py", "-k", "kind_no_record_has"),
     ),
     Mutant(
+        "gpu-check fails a CUDA library loaded from another file than its wheel's",
+        "src/trainstyles/gpu.py",
+        "    if file.resolve() not in loaded:",
+        "    if False:",
+        ("tests/test_gpu.py", "-k", "ld_library_path"),
+    ),
+    Mutant(
+        "the CUDA cache is kept where a later run finds it, not under /tmp",
+        "src/trainstyles/gpu.py",
+        "        return workspace / WORKSPACE_CUDA_CACHE",
+        "        return IMAGE_CUDA_CACHE",
+        ("tests/test_gpu.py", "-k", "cuda_cache"),
+    ),
+    Mutant(
         "a stage on a host with the CUDA layer and no driver prints no cuInit error",
         "src/trainstyles/gpu.py",
         "        with stderr_without(CUINIT_FAILED):\n"
         '            tf.config.list_physical_devices("GPU")\n',
         '        tf.config.list_physical_devices("GPU")\n',
         ("tests/test_gpu.py", "-k", "cuinit"),
+    ),
+    Mutant(
+        "gpu-check says a GPU runs machine code built for its own major version only",
+        "src/trainstyles/gpu.py",
+        'if kind == "sm" and built[0] == capability[0] and built[1] <= capability[1]:',
+        'if kind == "sm" and built <= capability:',
+        ("tests/test_gpu.py", "-k", "machine_code or which_code"),
     ),
 ]
 
