@@ -152,7 +152,7 @@ def recipe(block: Block) -> tuple[str, str]:
 # blocks run in this order. The small run is committed there on `main`, with one commit after it,
 # so that `HEAD~1` and `REV=main` name runs. Longest first: the scenes run two at a time.
 SCENES = {
-    "sweep": (("docs/noise.md", "make sweep"),),
+    "sweep": (("docs/noise.md", "make sweep"), ("docs/gpu.md", "make sweep")),
     "workspace": (
         ("README.md", "make repro"),
         ("README.md", "dvc metrics show"),
@@ -181,7 +181,7 @@ SCENES = {
         ("docs/comparing.md", "dvc remote add --default storage /mnt/shared/trainstyles-dvc"),
         ("docs/comparing.md", "dvc push"),
     ),
-    "cuda layer": (("docs/gpu.md", "make setup CUDA=1"),),
+    "cuda layer": (("docs/gpu.md", "make setup CUDA=1"), ("docs/gpu.md", "make gpu-check")),
 }
 
 

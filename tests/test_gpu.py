@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -189,6 +190,24 @@ def test_gpu_check_passes_and_fails_naming_a_hidden_library(hidden, gpu_check_as
     assert name.startswith(f"lib{hidden}.so.") and "is missing from nvidia-" in said
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("gpu-check: error: 1 of ") and name in error
+
+
+def shown_on_the_page() -> str:
+    """What docs/gpu.md shows `make gpu-check` printing: the text block after the one it runs."""
+    page = (REPO / "docs" / "gpu.md").read_text()
+    shown = re.search(r"\n *make gpu-check\n *```\n.*?```text\n(.*?)\n *```\n", page, re.DOTALL)
+    return textwrap.dedent(shown[1]) + "\n"
+
+
+@pytest.mark.slow
+def test_docs_gpu_md_shows_what_gpu_check_prints_here(gpu_check_as_installed):
+    """The page's output is this machine's, from a checkout elsewhere: the same lines, but for
+    the checkout's path, and whether its cache is kept, in the CUDA cache line."""
+
+    def checkout_aside(text: str) -> str:
+        return re.sub(r"\S+/\.cache/cuda, (kept between runs|not kept: [^;]+)", "CACHE", text)
+
+    assert checkout_aside(shown_on_the_page()) == checkout_aside(gpu_check_as_installed.stdout)
 
 
 @pytest.mark.slow
