@@ -1,7 +1,8 @@
 # The README's commands. `make repro` and `make test` set up what they need first.
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTHON ?= python3
+# The Pythons requirements.txt is one lock for, newest first.
+PYTHONS := 3.13 3.12 3.11
 # The stages run `python`: the environment's, whatever the caller's PATH holds.
 export PATH := $(abspath $(BIN)):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -16,7 +17,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # CUDA=1; CUDA=0 leaves it out anywhere.
 CUDA ?= $(shell { [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi; } >/dev/null 2>&1 && echo 1)
 
-.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check readme
+.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check readme FORCE
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
@@ -122,8 +123,35 @@ image-test:
 
 setup: $(VENV)/.installed $(if $(filter 1,$(CUDA)),$(VENV)/.cuda-installed) node_modules/.package-lock.json data
 
-$(VENV)/.installed: requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# The venv is made by PYTHON=, or else by the newest of python3.13 … python3.11 that can make one,
+# or else by python3, which is refused in one line naming the package to install if it cannot. A
+# Python is asked, not looked up: a name on PATH may be a shim that runs nothing. It can make a
+# venv if it has ensurepip, which Debian and Ubuntu ship apart, as python3.x-venv.
+python_probe = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2], end=""); import ensurepip; print("+venv")' 2>/dev/null)
+python_version = $(firstword $(subst +, ,$(call python_probe,$(1))))
+makes_venvs = $(filter $(addsuffix +venv,$(PYTHONS)),$(call python_probe,$(1)))
+PYTHON ?= $(firstword $(foreach version,$(PYTHONS),$(if $(call makes_venvs,python$(version)),python$(version))) python3)
+# Ubuntu 22.04's python3 is 3.10, and its python3.11 a package of its own.
+python_refusal = $(strip $(if $(filter $(PYTHONS),$(call python_version,$(1))), \
+	$(1) cannot make a venv: $(SUDO) apt-get install python$(call python_version,$(1))-venv, \
+	$(1) is $(or $(addprefix Python ,$(call python_version,$(1))),no Python that runs) and \
+	trainstyles needs $(lastword $(PYTHONS)) to $(firstword $(PYTHONS)): \
+	$(SUDO) apt-get install python$(lastword $(PYTHONS))-venv (or name one with PYTHON=)))
+
+# A venv outlives the Python that made it (a distribution upgrade removes it), and PYTHON= may name
+# another version than the venv's: then the venv is made anew, never two Pythons in one.
+VENV_PYTHON := $(call python_version,$(BIN)/python)
+VENV_STALE := $(strip $(if $(filter $(PYTHONS),$(VENV_PYTHON)), \
+	$(if $(filter command line environment,$(origin PYTHON)), \
+		$(filter-out $(VENV_PYTHON),$(or $(call python_version,$(PYTHON)),none))),stale))
+FORCE:
+
+$(VENV)/.installed: requirements.txt pyproject.toml $(if $(VENV_STALE),FORCE)
+ifneq ($(VENV_STALE),)
+	$(eval PYTHON := $(PYTHON))$(if $(call makes_venvs,$(PYTHON)),,$(error $(call python_refusal,$(PYTHON))))
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+endif
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
