@@ -1,7 +1,7 @@
 # The README's commands. `make repro` and `make test` set up what they need first.
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The Pythons requirements.txt is one lock for, newest first.
+# The Pythons requirements.txt is one lock for, newest first (`make lock-check` proves it).
 PYTHONS := 3.13 3.12 3.11
 # The stages run `python`: the environment's, whatever the caller's PATH holds.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -17,7 +17,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # CUDA=1; CUDA=0 leaves it out anywhere.
 CUDA ?= $(shell { [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi; } >/dev/null 2>&1 && echo 1)
 
-.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check readme FORCE
+.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check readme lock-check FORCE
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
@@ -89,6 +89,12 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	else \
 		echo "the bench extra (torch) did not install: the bench will skip the PyTorch peer"; \
 	fi
+
+# requirements.txt is one lock for each of PYTHONS: pip's own resolver, in a dry run per version,
+# finds a manylinux x86-64 wheel for every pin and nothing unpinned. It asks the package index, so
+# CI runs it, not the fast tier. Prints a line per version; exits 1 naming a pin without a wheel.
+lock-check: $(VENV)/.installed
+	python .ci/lock_check.py $(PYTHONS)
 
 lint: setup
 	ruff check .
