@@ -460,6 +460,7 @@ KEPT = [  # the mounts, the cache → why it is lost, None where it is kept
     (HOST, Path("/home/me/.nv/ComputeCache"), None),
     (HOST, IMAGE_CUDA_CACHE, "under /tmp, which the system empties"),
     (HOST | {Path("/tmp"): "tmpfs"}, IMAGE_CUDA_CACHE, "on a tmpfs, emptied at every boot"),
+    ({Path("/proc"): "proc"}, Path("/root/trainstyles/.cache/cuda"), None),  # a chroot's
 ]  # fmt: skip
 
 

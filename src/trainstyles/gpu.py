@@ -306,10 +306,13 @@ def mounts() -> dict[Path, str]:
 
 def cache_lost_because(cache: Path, mounted: dict[Path, str]) -> str | None:
     """Why the code compiled into `cache` is lost after this run, or None where it is kept."""
+    # In a chroot no mount may hold the cache: its filesystem is then unknown, not lost.
     point = max(
-        (p for p in mounted if p == cache or p in cache.parents), key=lambda p: len(p.parts)
+        (p for p in mounted if p == cache or p in cache.parents),
+        key=lambda p: len(p.parts),
+        default=None,
     )
-    if mounted[point] == "tmpfs":
+    if mounted.get(point) == "tmpfs":
         return "on a tmpfs, emptied at every boot"
     if point == Path("/") and mounted[point] in OVERLAYS:
         return "in the container's own filesystem, which `docker run --rm` removes"
