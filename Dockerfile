@@ -13,7 +13,7 @@ FROM ${BASE_IMAGE} AS production
 # `--build-arg FASHION_MNIST_PACKAGE=` the prepare stage downloads it at run time into $KERAS_HOME.
 ARG FASHION_MNIST_PACKAGE=dataset-fashion-mnist
 # DL3008: the base is Debian 12 and its security updates; the data set's content is pinned where
-# it matters, by SHA-256 in src/trainstyles/data.py.
+# it matters, by SHA-256 in src/trainstyles/pipeline/data.py.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -67,7 +67,7 @@ CMD ["dvc", "repro"]
 # assertions), then the fast tests (`make test`'s tier, a worker per core).
 FROM production AS smoke
 USER 4242:4242
-RUN python -m trainstyles.gpu \
+RUN python -m trainstyles.pipeline.gpu \
     && pytest -p no:cacheprovider -m slow \
         tests/test_pipeline.py::test_every_declared_output_exists \
         tests/test_pipeline.py::test_pipeline_is_up_to_date_after_repro \

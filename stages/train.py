@@ -2,8 +2,8 @@
 
 import sys
 
-from trainstyles.params import check_style, load_params
-from trainstyles.stage import interrupt_on_signals, run_stage
+from trainstyles.pipeline.params import check_style, load_params
+from trainstyles.pipeline.stage import interrupt_on_signals, run_stage
 
 # Before TensorFlow loads: Ctrl-C or SIGTERM (docker stop) at any point ends in one line on where
 # the trainer stopped, exit 130 or 143.
@@ -15,7 +15,7 @@ def main(style: str) -> str:
     # TensorFlow takes its seconds to load.
     check_style(style)
     load_params()
-    from trainstyles.training import train_style  # noqa: PLC0415
+    from trainstyles.pipeline.training import train_style  # noqa: PLC0415
 
     return train_style(style)
 

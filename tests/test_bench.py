@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from conftest import REPO, learnable_split, tiny_params
-from trainstyles import bench
-from trainstyles.commands import copy_worktree
-from trainstyles.machine import fingerprint, kind_name
-from trainstyles.params import STYLES, ModelParams
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.params import STYLES, ModelParams
+from trainstyles.tools import bench
+from trainstyles.tools.commands import copy_worktree
+from trainstyles.tools.machines import kind_name
 
 TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0)
 # A fingerprint as `machine.fingerprint` writes it, of a made-up CPU: "Test Xeon 6/106".
@@ -192,7 +193,9 @@ def test_each_stage_process_is_named_by_its_style_or_its_script():
 
 def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp_path):
     copy_worktree(REPO, tmp_path)
-    assert (tmp_path / "dvc.yaml").is_file() and (tmp_path / "src/trainstyles/bench.py").is_file()
+    assert (tmp_path / "dvc.yaml").is_file() and (
+        tmp_path / "src/trainstyles/tools/bench.py"
+    ).is_file()
     assert not (tmp_path / ".venv").exists()
     assert (tmp_path / ".git").is_dir()
 

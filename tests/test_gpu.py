@@ -15,8 +15,9 @@ import tensorflow as tf
 from packaging.requirements import Requirement
 
 from conftest import REPO
-from trainstyles import StageError, StageWarning, gpu
-from trainstyles.gpu import (
+from trainstyles import StageError, StageWarning
+from trainstyles.pipeline import gpu
+from trainstyles.pipeline.gpu import (
     ANY_GPU,
     LIBRARIES,
     Opened,
@@ -116,7 +117,7 @@ def test_gpu_check_passes_and_fails_naming_a_hidden_library(hidden):
     nvidia = site_packages_nvidia()
     if not shutil.which("unshare"):
         pytest.skip("unshare (util-linux) is missing")
-    check = f"{sys.executable} -m trainstyles.gpu"
+    check = f"{sys.executable} -m trainstyles.pipeline.gpu"
     if hidden:
         check = f"mount -t tmpfs none {nvidia / hidden / 'lib'} && {check}"
     command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", check]

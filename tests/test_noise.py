@@ -17,10 +17,11 @@ from conftest import (
     own_code,
     relabel_workspace_run,
 )
-from trainstyles import StageError, noise, sweep
-from trainstyles.machine import kind_name, kind_slug
-from trainstyles.params import STYLES
-from trainstyles.stage import METRICS_DIR
+from trainstyles import StageError
+from trainstyles.pipeline.params import STYLES
+from trainstyles.pipeline.stage import METRICS_DIR
+from trainstyles.tools import noise, sweep
+from trainstyles.tools.machines import kind_name, kind_slug
 
 # The committed run and records, as HEAD holds them: the workspace's run may since have been
 # trained by any kind of machine, one with no record among them.
@@ -121,7 +122,7 @@ def test_the_committed_record_summarises_its_runs_over_at_least_five_seeds(recor
 
 
 def test_the_committed_record_was_made_under_the_committed_params(record):
-    from trainstyles.params import load_params  # noqa: PLC0415
+    from trainstyles.pipeline.params import load_params  # noqa: PLC0415
 
     params = load_params(REPO / "params.yaml").model_dump()
     assert noise.params_apart(record, params) == []

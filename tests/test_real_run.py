@@ -9,9 +9,9 @@ import json
 import pytest
 
 from conftest import REPO, copy_repo, dvc
-from trainstyles import noise
-from trainstyles.outputs import at_chance
-from trainstyles.params import STYLES
+from trainstyles.pipeline.outputs import at_chance
+from trainstyles.pipeline.params import STYLES
+from trainstyles.tools import noise
 
 pytestmark = pytest.mark.real
 # Each style's floor is its mean − 4 sd over the committed seed sweep of the kind of machine the

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, copy_repo, dvc, edit_params, learnable_split, stage_argv, tiny_params
-from trainstyles import resume, training
-from trainstyles.data import Split, save_split
-from trainstyles.params import STYLES, DistributeParams
-from trainstyles.resume import Backup, run_fingerprint
-from trainstyles.styles import raw, step, style_module
-from trainstyles.training import train_on
+from trainstyles.pipeline import resume, training
+from trainstyles.pipeline.data import Split, save_split
+from trainstyles.pipeline.params import STYLES, DistributeParams
+from trainstyles.pipeline.resume import Backup, run_fingerprint
+from trainstyles.pipeline.styles import raw, step, style_module
+from trainstyles.pipeline.training import train_on
 
 TRAIN, VAL = learnable_split(480, seed=30), learnable_split(96, seed=31)
 
@@ -315,7 +315,7 @@ def stage_dir(tmp_path) -> Path:
 # is saved, as it starts to write its outputs.
 KILLED_WHILE_WRITING = """
 import os, runpy, sys
-from trainstyles import training
+from trainstyles.pipeline import training
 training.publish_keras = lambda *args: os._exit(137)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")

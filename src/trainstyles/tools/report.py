@@ -3,7 +3,7 @@ hands to Keras, the seed sweep's noise and the styles compared within it, and wh
 against a git revision, each change labelled beyond or within noise. The page is also the pull
 request's comment body (CML uploads the PNGs it links).
 
-    python -m trainstyles.report [--against REV [--same-machine]] [--out report]
+    python -m trainstyles.tools.report [--against REV [--same-machine]] [--out report]
 
 It reads what the pipeline wrote (metrics, machines), the sweep's record, and DVC's own views:
 `dvc plots show` (each plot of dvc.yaml as its Vega-Lite spec, filled with the data, which
@@ -25,22 +25,17 @@ from pathlib import Path
 
 import vl_convert
 
-from trainstyles import StageError, noise
-from trainstyles.commands import dvc
-from trainstyles.machine import (
-    comparison,
-    describe,
-    differences,
-    fingerprint,
-    kind_name,
-    run_machines,
-)
-from trainstyles.noise import RECORDS_DIR, Noise, noise_for
-from trainstyles.outputs import at_chance
-from trainstyles.pages import README, replace_block, table
-from trainstyles.params import STYLES, load_params
-from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
-from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
+from trainstyles import StageError
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.outputs import at_chance
+from trainstyles.pipeline.params import STYLES, load_params
+from trainstyles.pipeline.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
+from trainstyles.tools import noise
+from trainstyles.tools.commands import dvc
+from trainstyles.tools.machines import comparison, describe, differences, kind_name, run_machines
+from trainstyles.tools.noise import RECORDS_DIR, Noise, noise_for
+from trainstyles.tools.pages import README, replace_block, table
+from trainstyles.tools.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 
 STYLE_MODULES = Path(__file__).parent / "styles"
 CONFUSION_DIR = PLOTS_DIR / "confusion"  # evaluate's test-set predictions, a file per style
@@ -464,7 +459,7 @@ def committed_run_block() -> str:
 
 
 def main() -> str:
-    parser = argparse.ArgumentParser(prog="python -m trainstyles.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m trainstyles.tools.report", description=__doc__)
     parser.add_argument("--against", metavar="REV", help="git revision to diff metrics against")
     parser.add_argument(
         "--same-machine",

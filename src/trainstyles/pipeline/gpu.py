@@ -10,7 +10,7 @@ opened from its wheel by full path: the loader's later open by name finds it alr
 
 `make gpu-check` does the same without a GPU, and says per library where it came from:
 
-    python -m trainstyles.gpu
+    python -m trainstyles.pipeline.gpu
 """
 
 import ctypes
@@ -28,7 +28,7 @@ import tensorflow as tf
 from tensorflow.python.client.pywrap_tf_session import TF_LoadLibrary
 
 from trainstyles import StageError, StageWarning
-from trainstyles.stage import run_stage
+from trainstyles.pipeline.stage import run_stage
 
 DRIVER = "libcuda.so.1"
 SETUP = "make setup CUDA=1"  # installs the CUDA layer (Makefile)

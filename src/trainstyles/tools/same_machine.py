@@ -17,8 +17,9 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from trainstyles import StageError, StageWarning
-from trainstyles.commands import dvc, git, stages_run
-from trainstyles.machine import fingerprint, kind_differences, run_machines
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.tools.commands import dvc, git, stages_run
+from trainstyles.tools.machines import kind_differences, run_machines
 
 
 def reproduce_here(root: Path) -> list[str]:

@@ -8,8 +8,9 @@ Three yardsticks, measured in the same run on the same machine (docs/bench.md: h
   the time of a `dvc repro` with nothing to do.
 Each style is timed as params.yaml trains it and again with XLA (`train.jit_compile: true`).
 
-    python -m trainstyles.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--no-xla] [--out F]
-    python -m trainstyles.bench --page      (docs/bench.md's tables from bench/results.json)
+    python -m trainstyles.tools.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--no-xla]
+                                      [--out F]
+    python -m trainstyles.tools.bench --page      (docs/bench.md's tables from bench/results.json)
 
 Either way docs/bench.md's tables are rewritten from bench/results.json, so nobody types a
 figure; results written elsewhere (--out) leave the page alone unless --doc names one.
@@ -32,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trainstyles.commands import copy_worktree
-from trainstyles.data import IMAGE_SIZE, Split, features, load_split
-from trainstyles.machine import fingerprint, kind_name
-from trainstyles.pages import BENCH_PAGE, replace_block, table
-from trainstyles.params import STYLES, ModelParams, Params, load_params
-from trainstyles.stage import MACHINE_DIR, METRICS_DIR, SPLIT_DIR
+from trainstyles.pipeline.data import IMAGE_SIZE, Split, features, load_split
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.params import STYLES, ModelParams, Params, load_params
+from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR, SPLIT_DIR
+from trainstyles.tools.commands import copy_worktree
+from trainstyles.tools.machines import kind_name
+from trainstyles.tools.pages import BENCH_PAGE, replace_block, table
 
 PEER = "pytorch"
 XLA = " (XLA)"  # a style's contender with train.jit_compile true: "train_fit (XLA)"
@@ -391,12 +393,12 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
     and between the frame's callbacks (`epoch_parts`).
     """
     start = time.perf_counter()
-    from trainstyles import training  # noqa: PLC0415 - the pipeline part needs no TensorFlow
+    from trainstyles.pipeline import training  # noqa: PLC0415 - the pipeline part needs no TensorFlow
 
     imported = time.perf_counter() - start
-    from trainstyles.data import EpochBatches  # noqa: PLC0415
-    from trainstyles.resume import Backup  # noqa: PLC0415
-    from trainstyles.styles import style_module  # noqa: PLC0415
+    from trainstyles.pipeline.data import EpochBatches  # noqa: PLC0415
+    from trainstyles.pipeline.resume import Backup  # noqa: PLC0415
+    from trainstyles.pipeline.styles import style_module  # noqa: PLC0415
 
     starts: list[float] = []
     marks: list[dict] = []
@@ -546,7 +548,7 @@ def timed_run(name: str, epochs: int) -> dict:
         devices = ["CPU:0"]
         timed = {"epochs": timed_peer(params, train, val, epochs)}
     else:
-        from trainstyles.gpu import use_devices  # noqa: PLC0415
+        from trainstyles.pipeline.gpu import use_devices  # noqa: PLC0415
 
         devices = use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
         style = name.removesuffix(XLA)
@@ -572,7 +574,7 @@ def timed_in_child(name: str, epochs: int) -> dict:
     """
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"} if name == PEER else None
     child = subprocess.run(
-        [sys.executable, "-m", "trainstyles.bench", "--run", name, "--epochs", str(epochs)],
+        [sys.executable, "-m", "trainstyles.tools.bench", "--run", name, "--epochs", str(epochs)],
         capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     if child.returncode != 0:

@@ -23,8 +23,14 @@ from pathlib import Path
 
 from scipy import stats
 
-from trainstyles.machine import differences, kind_differences, kind_name, kind_slug, run_machines
-from trainstyles.params import STYLES
+from trainstyles.pipeline.params import STYLES
+from trainstyles.tools.machines import (
+    differences,
+    kind_differences,
+    kind_name,
+    kind_slug,
+    run_machines,
+)
 
 RECORDS_DIR = Path("sweep")  # a record per machine kind, side by side
 VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params

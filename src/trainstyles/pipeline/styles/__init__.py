@@ -12,12 +12,12 @@ from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 
-from trainstyles.data import EpochBatches
+from trainstyles.pipeline.data import EpochBatches
 
 
 def style_module(style: str) -> ModuleType:
-    """The module of `style` (train_fit: trainstyles.styles.fit). Importing it registers its own
-    model class, if it has one, with Keras, so that the models it saved load."""
+    """The module of `style` (train_fit: trainstyles.pipeline.styles.fit). Importing it registers
+    its own model class, if it has one, with Keras, so that the models it saved load."""
     return import_module(f"{__name__}.{style.removeprefix('train_')}")
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram.metadata import create_summary_metadata
 
-from trainstyles.data import EpochBatches
-from trainstyles.loop import divergence
-from trainstyles.params import CallbackParams
+from trainstyles.pipeline.data import EpochBatches
+from trainstyles.pipeline.loop import divergence
+from trainstyles.pipeline.params import CallbackParams
 
 # Keras 3 warns on every tf.data input that fit()'s default shuffle=True is ignored. Harmless:
 # our training batches shuffle themselves, seeded, inside the dataset (data.batches).

@@ -18,8 +18,8 @@ from typing import ClassVar
 import keras
 import numpy as np
 
-from trainstyles.data import Split
-from trainstyles.params import Params
+from trainstyles.pipeline.data import Split
+from trainstyles.pipeline.params import Params
 
 BACKUP_DIR = Path(".backup")
 STATE_FILE = "state.json"

@@ -10,14 +10,14 @@ from pathlib import Path
 import keras
 
 from trainstyles import StageError, StageWarning
-from trainstyles.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
-from trainstyles.data import EpochBatches, Split, batches, load_split
-from trainstyles.determinism import deterministic_kernels
-from trainstyles.distribute import distribution, is_chief
-from trainstyles.gpu import use_devices
-from trainstyles.loop import progress_verbosity
-from trainstyles.machine import fingerprint
-from trainstyles.outputs import (
+from trainstyles.pipeline.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
+from trainstyles.pipeline.data import EpochBatches, Split, batches, load_split
+from trainstyles.pipeline.determinism import deterministic_kernels
+from trainstyles.pipeline.distribute import distribution, is_chief
+from trainstyles.pipeline.gpu import use_devices
+from trainstyles.pipeline.loop import progress_verbosity
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.outputs import (
     CHANCE_MARGIN,
     at_chance,
     epoch_rows,
@@ -26,15 +26,21 @@ from trainstyles.outputs import (
     write_csv,
     write_json,
 )
-from trainstyles.params import CallbackParams, DistributeParams, Params, check_style, load_params
-from trainstyles.resume import (
+from trainstyles.pipeline.params import (
+    CallbackParams,
+    DistributeParams,
+    Params,
+    check_style,
+    load_params,
+)
+from trainstyles.pipeline.resume import (
     BACKUP_DIR,
     Backup,
     BackupAndResume,
     epochs_kept,
     run_fingerprint,
 )
-from trainstyles.stage import (
+from trainstyles.pipeline.stage import (
     LOGS_DIR,
     MACHINE_DIR,
     MODELS_DIR,
@@ -43,7 +49,7 @@ from trainstyles.stage import (
     TIMING_DIR,
     deliver_interrupts,
 )
-from trainstyles.styles import Run, style_module
+from trainstyles.pipeline.styles import Run, style_module
 
 REPRO = "`dvc repro`"  # what an interrupted trainer tells its user to run next
 
