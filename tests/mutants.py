@@ -37,6 +37,22 @@ MUTANTS = [
         ("tests/test_resume.py",),
     ),
     Mutant(
+        "a resume point survives every edit that cannot change the run: hashes the whole package",
+        "src/trainstyles/pipeline/resume.py",
+        '    for dep in stages[stage]["deps"]:\n',
+        "    for dep in sorted(str(p.relative_to(checkout))\n"
+        '                      for p in checkout.rglob("src/**/*.py")):\n',
+        ("tests/test_resume.py", "-k", "survives"),
+    ),
+    Mutant(
+        "the pipeline never imports a tool: imports a tool module from the pipeline",
+        "src/trainstyles/pipeline/training.py",
+        "from trainstyles import StageError, StageWarning\n",
+        "from trainstyles import StageError, StageWarning\n"
+        "from trainstyles.tools import noise  # noqa: F401\n",
+        ("tests/test_wall.py",),
+    ),
+    Mutant(
         "a killed stage resumes from its last resume point",
         "src/trainstyles/pipeline/resume.py",
         "        self.point = latest_point(directory)",

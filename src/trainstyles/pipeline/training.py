@@ -157,7 +157,7 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
             devices = devices[:1]  # TensorFlow places every op on its first device
         print(f"{style}: training on {', '.join(devices)}", flush=True)
         train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-        backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
+        backup = Backup(backup_dir, run_fingerprint(style, params, train_split, val_split))
         resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
         if not resumed_after:
             shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
