@@ -14,10 +14,10 @@ def main(style: str) -> str:
     # A style that does not exist, or params that do not validate: said in one line before
     # TensorFlow takes its seconds to load.
     check_style(style)
-    load_params()
+    params = load_params()
     from trainstyles.pipeline.training import train_style  # noqa: PLC0415
 
-    return train_style(style)
+    return train_style(style, params)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from trainstyles.pipeline import data
 from trainstyles.pipeline.data import Split
 from trainstyles.pipeline.determinism import deterministic_kernels
 from trainstyles.pipeline.params import STYLES, Params, load_params
-from trainstyles.pipeline.styles import style_module
+from trainstyles.pipeline.styles import trains_through_fit
 from trainstyles.tools.commands import (
     copy_worktree,
     stages_run,  # noqa: F401 - the tests take it from here
@@ -35,7 +35,7 @@ deterministic_kernels(load_params(REPO / "params.yaml").train.intra_op_threads)
 
 
 # The styles that train through fit() and its callback zoo (fit.fit_with_zoo).
-FIT_STYLES = [style for style in STYLES if hasattr(style_module(style), "fit_with_zoo")]
+FIT_STYLES = [style for style in STYLES if trains_through_fit(style)]
 
 
 # The modules that take longest, longest first; the others follow in their usual order.

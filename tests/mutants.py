@@ -218,10 +218,10 @@ MUTANTS = [
     Mutant(
         "a trainer refuses bad params before it loads TensorFlow",
         "stages/train.py",
-        "    load_params()\n"
+        "    params = load_params()\n"
         "    from trainstyles.pipeline.training import train_style  # noqa: PLC0415\n",
         "    from trainstyles.pipeline.training import train_style  # noqa: PLC0415\n\n"
-        "    load_params()\n",
+        "    params = load_params()\n",
         ("tests/test_faults.py", "-k", "before_it_loads and train_fit"),
     ),
     Mutant(

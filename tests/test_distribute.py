@@ -134,6 +134,7 @@ def test_clipped_grad_norm_is_the_norm_of_the_all_reduced_gradient(single_and_mi
 WORKER = """
 import sys
 import numpy as np
+from trainstyles.pipeline.params import load_params
 from trainstyles.pipeline.stage import run_stage
 from trainstyles.pipeline.styles import style_module
 from trainstyles.pipeline.training import train_style
@@ -145,7 +146,7 @@ def train_and_keep_weights(*args):
     np.savez(weights_path, *model.get_weights())
     return model, history
 
-run_stage(lambda: train_style(style, train_and_keep_weights), name=style)
+run_stage(lambda: train_style(style, load_params(), train_and_keep_weights), name=style)
 """
 
 

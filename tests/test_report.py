@@ -228,7 +228,7 @@ def test_the_altitude_table_counts_each_styles_code(page):
         for row in table_rows(page, f"`{style}`")
         if len(row) == 3  # the altitude table's; the figures table has 7 cells
     }
-    styles_dir = Path(__file__).parents[1] / "src" / "trainstyles" / "styles"
+    styles_dir = Path(__file__).parents[1] / "src" / "trainstyles" / "pipeline" / "styles"
     assert set(measured) == set(STYLES)
     for style, lines in measured.items():
         assert lines == code_lines(styles_dir / f"{style.removeprefix('train_')}.py")
@@ -254,7 +254,7 @@ def test_experiments_run_queue_and_show_each_styles_metrics(repo):
     assert stages_run(ran) == {"train_clipped", "evaluate"}
     # The queued experiments train with the code they were queued with: it says so as it trains.
     # No other code will do: not the workspace's, broken after queueing, nor an installed copy.
-    module = repo / "src" / "trainstyles" / "styles" / "clipped.py"
+    module = repo / "src" / "trainstyles" / "pipeline" / "styles" / "clipped.py"
     code = module.read_text()
     start = "    style = params.train_clipped\n"
     module.write_text(code.replace(start, f'    print("the queued code trains")\n{start}'))

@@ -1,5 +1,5 @@
 """The tutorial's callback zoo, built from params for the styles that train through fit(), and
-the callbacks the frame adds around it."""
+the callbacks the trainer adds around it."""
 
 import warnings
 from pathlib import Path

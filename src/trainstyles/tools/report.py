@@ -30,6 +30,7 @@ from trainstyles.pipeline.machine import fingerprint
 from trainstyles.pipeline.outputs import at_chance
 from trainstyles.pipeline.params import STYLES, load_params
 from trainstyles.pipeline.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
+from trainstyles.pipeline.styles import style_source, trains_through_fit
 from trainstyles.tools import noise
 from trainstyles.tools.commands import dvc
 from trainstyles.tools.machines import comparison, describe, differences, kind_name, run_machines
@@ -37,12 +38,7 @@ from trainstyles.tools.noise import RECORDS_DIR, Noise, noise_for
 from trainstyles.tools.pages import README, replace_block, table
 from trainstyles.tools.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 
-STYLE_MODULES = Path(__file__).parent / "styles"
 CONFUSION_DIR = PLOTS_DIR / "confusion"  # evaluate's test-set predictions, a file per style
-
-
-def style_source(style: str) -> Path:
-    return STYLE_MODULES / f"{style.removeprefix('train_')}.py"
 
 
 def style_summary(style: str) -> str:
@@ -214,16 +210,11 @@ def altitude_table() -> str:
         [f"`{style}`", style_summary(style), str(code_lines(style_source(style)))]
         for style in STYLES
     ]
-    sources = {style: style_source(style).read_text() for style in STYLES}
-    through_fit = [
-        f"`{style}`"
-        for style, source in sources.items()
-        if "fit_with_zoo(" in source and "def fit_with_zoo(" not in source
-    ]
+    through_fit = [f"`{style}`" for style in STYLES if trains_through_fit(style)]
     if not through_fit:
         return table(header, rows)
     return (
-        table(header, rows) + f"\n\n{', '.join(through_fit)} also call `fit.py`'s "
+        table(header, rows) + f"\n\n{', '.join(through_fit)} train through `fit.py`'s "
         "`fit_with_zoo`, the same fit() and callback zoo: overriding train_step keeps all else."
     )
 
