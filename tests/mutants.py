@@ -283,7 +283,7 @@ MUTANTS = [
     ),
     Mutant(
         "a missing PyTorch peer is said in one line on stderr",
-        "src/trainstyles/tools/bench.py",
+        "src/trainstyles/tools/bench/timing.py",
         '        print(f"bench: warning: {missing_peer_note(reason)}", '
         "file=sys.stderr, flush=True)\n",
         "",
@@ -291,7 +291,7 @@ MUTANTS = [
     ),
     Mutant(
         "each bench figure names the kind of machine it was measured on",
-        "src/trainstyles/tools/bench.py",
+        "src/trainstyles/tools/bench/figures.py",
         '    return figures.get("measured_on") or machine_kind(results["machine"])',
         '    return machine_kind(results["machine"])',
         ("tests/test_bench.py", "-k", "kind"),
