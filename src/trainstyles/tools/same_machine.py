@@ -97,8 +97,3 @@ def values_diff(old: dict[str, dict], new: dict[str, dict]) -> dict[str, dict]:
         if changes:
             diff[path] = changes
     return diff
-
-
-def difference(before: dict, after: dict, key: str) -> float | None:
-    numbers = (before.get(key), after.get(key))
-    return numbers[1] - numbers[0] if all(isinstance(n, int | float) for n in numbers) else None

@@ -10,7 +10,7 @@ committed run's figures, from whatever machine made them, instead of training he
 are queued experiments named sweep-<seed>, run one at a time in temporary copies: the
 workspace and its committed run stay as they are, and `dvc exp show` lists the runs afterwards.
 Earlier runs of the same names are replaced. The record is this machine kind's,
-sweep/<kind>.json, beside the other kinds' (noise.noise_for chooses among them).
+sweep/<kind>.json, beside the other kinds' (noise.reference_for chooses among them).
 """
 
 import argparse
@@ -26,8 +26,8 @@ from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR, run_stage
 from trainstyles.tools.commands import dvc, git
 from trainstyles.tools.machines import read_at
 from trainstyles.tools.noise import record_path, records, shared_params, summarise_runs
+from trainstyles.tools.noise_page import records_tables
 from trainstyles.tools.pages import NOISE_PAGE, replace_block
-from trainstyles.tools.report import records_tables
 
 DEFAULT_RUNS = 5
 
