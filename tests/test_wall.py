@@ -40,3 +40,16 @@ def test_no_pipeline_module_imports_a_tool_module(path):
 def test_every_module_is_on_one_side_of_the_wall():
     modules = {path.relative_to(PACKAGE).parts[0] for path in PACKAGE.glob("*")}
     assert modules - {"__pycache__"} == {"__init__.py", "pipeline", "tools"}
+
+
+def test_the_architecture_page_has_a_line_for_each_module_and_none_that_is_gone():
+    """docs/architecture.md's tables name every module of both sides once, and only those."""
+    page = (REPO / "docs" / "architecture.md").read_text()
+    listed = re.findall(r"^\| `((?:pipeline|tools)/[\w/]+\.py)` \|", page, re.MULTILINE)
+    modules = [
+        str(path.relative_to(PACKAGE))
+        for side in ("pipeline", "tools")
+        for path in PACKAGE.joinpath(side).rglob("*.py")
+        if path.name != "__init__.py" or path.parent.name == "styles"
+    ]
+    assert sorted(listed) == sorted(modules)
