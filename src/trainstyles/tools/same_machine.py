@@ -48,8 +48,8 @@ def fill_from_remote(root: Path) -> None:
     try:
         dvc("fetch", cwd=root)
     except StageError as error:
-        said = f"the DVC remote lacks part of the base's run, which is trained here: {error}"
-        warnings.warn(said, StageWarning, stacklevel=2)
+        message = f"the DVC remote lacks part of the base's run, which is trained here: {error}"
+        warnings.warn(message, StageWarning, stacklevel=2)
 
 
 @contextmanager
