@@ -265,8 +265,8 @@ def test_status_names_exactly_the_stages_a_params_edit_affects(repo, section):
 
 def test_an_edit_to_how_training_resumes_leaves_evaluate_up_to_date(repo):
     """evaluate imports the style modules (they register the model classes it loads), but not
-    the training frame: an edit to resume points makes only the trainers stale."""
-    resume = repo / "src" / "trainstyles" / "resume.py"
+    the trainer: an edit to resume points makes only the trainers stale."""
+    resume = repo / "src" / "trainstyles" / "pipeline" / "resume.py"
     original = resume.read_text()
     try:
         resume.write_text(original + "\n# an edit\n")
