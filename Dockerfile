@@ -13,7 +13,7 @@ FROM ${BASE_IMAGE} AS production
 # `--build-arg FASHION_MNIST_PACKAGE=` the prepare stage downloads it at run time into $KERAS_HOME.
 ARG FASHION_MNIST_PACKAGE=dataset-fashion-mnist
 # DL3008: the base is Debian 12 and its security updates; the data set's content is pinned where
-# it matters, by SHA-256 in src/trainstyles/data.py.
+# it matters, by SHA-256 in src/trainstyles/pipeline/data.py.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -42,7 +42,7 @@ RUN git config --system --add safe.directory /workspace \
     && git config --system user.email "container@trainstyles.invalid"
 # The CUDA cache under /tmp is lost with `docker run --rm`: the stages and gpu-check keep the
 # compiled code in the mounted workspace instead (.cache/cuda), and fall back to this path, which
-# src/trainstyles/gpu.py knows as the image's, only where the container cannot write there.
+# src/trainstyles/pipeline/gpu.py knows as the image's, only where the container cannot write there.
 ENV KERAS_HOME=/tmp/keras \
     DVC_SITE_CACHE_DIR=/tmp/dvc-site-cache \
     CUDA_CACHE_PATH=/tmp/cuda-cache \
@@ -70,7 +70,7 @@ CMD ["dvc", "repro"]
 # assertions), then the fast tests (`make test`'s tier, a worker per core).
 FROM production AS smoke
 USER 4242:4242
-RUN python -m trainstyles.gpu \
+RUN python -m trainstyles.tools.gpu_check \
     && pytest -p no:cacheprovider -m slow \
         tests/test_pipeline.py::test_every_declared_output_exists \
         tests/test_pipeline.py::test_pipeline_is_up_to_date_after_repro \

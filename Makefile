@@ -22,7 +22,7 @@ CUDA ?= $(shell { [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi; }
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
 	dvc repro
-	@python -m trainstyles.machine --against HEAD
+	@python -m trainstyles.tools.machines --against HEAD
 
 # The fast tier: unit tests and small trainings in pytest's own processes.
 test: setup
@@ -47,7 +47,7 @@ mutants: setup
 # The proof that fit(), the train_step override and the raw loop are the same math, to the bit.
 equivalence: setup
 	dvc repro split
-	python -m trainstyles.equivalence --epochs 2
+	python -m trainstyles.tools.equivalence --epochs 2
 
 # The comparison report, report/report.md with its PNGs: the styles side by side, the sweep's
 # noise, and DVC's params and metrics diff against REV, each change labelled beyond or within
@@ -56,32 +56,32 @@ equivalence: setup
 REV ?= HEAD
 SAME_MACHINE ?=
 report: setup
-	python -m trainstyles.report --against $(REV) $(if $(SAME_MACHINE),--same-machine)
+	python -m trainstyles.tools.report --against $(REV) $(if $(SAME_MACHINE),--same-machine)
 
 # The seed sweep: every style under SEEDS seeds (each with its own summation order) as queued
 # `dvc exp run`s, the workspace untouched; writes this machine kind's record, sweep/<kind>.json,
 # the noise the report and make test-real judge this kind's runs by. SEEDS=N for N runs; by
 # default as many as that record holds (at least 5): a smaller record never replaces a larger
-# one unless asked (python -m trainstyles.sweep --replace).
+# one unless asked (python -m trainstyles.tools.sweep --replace).
 SEEDS ?=
 sweep: setup
 	dvc repro split
-	python -m trainstyles.sweep $(if $(SEEDS),--seeds $(SEEDS))
+	python -m trainstyles.tools.sweep $(if $(SEEDS),--seeds $(SEEDS))
 
 # README's table of the committed run, rewritten from the workspace's run (after `make repro`,
 # before committing it); `make report` only writes report/.
 readme: setup
-	python -m trainstyles.report --readme
+	python -m trainstyles.tools.report --readme
 
 # The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
 # FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary
 # copy, so this checkout's outputs are untouched), and a no-op `dvc repro`. Prints the tables,
 # writes bench/results.json and rewrites docs/bench.md's tables from it (`python -m
-# trainstyles.bench --page` redoes only that). Without the bench extra it runs all the same,
+# trainstyles.tools.bench --page` redoes only that). Without the bench extra it runs all the same,
 # minus the peer.
 bench: setup $(VENV)/.bench-installed
 	dvc repro split
-	python -m trainstyles.bench
+	python -m trainstyles.tools.bench
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	@if $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt; then \
@@ -171,7 +171,7 @@ $(VENV)/.cuda-installed: requirements-cuda.txt $(VENV)/.installed
 # (from the CUDA layer's wheels, at the major versions of its build), XLA's ptxas, the driver and
 # the GPUs it shows. Installs the CUDA layer first. Exits 1 naming what failed (docs/gpu.md).
 gpu-check: $(VENV)/.cuda-installed
-	python -m trainstyles.gpu
+	python -m trainstyles.tools.gpu_check
 
 # Vega, Vega-Lite and Vega-Embed for `dvc plots show`'s page (.dvc/plots-page.html loads them
 # from here, so the page needs no network), as package-lock.json pins them.

@@ -4,18 +4,24 @@ Each style's figures go to one file, `metrics/<style>.json`: its test score besi
 its curves, so that `dvc metrics show` has one row per style with the same columns.
 """
 
-from trainstyles.data import load_split
-from trainstyles.outputs import atomic_dir, read_history, style_metrics, write_csv, write_json
-from trainstyles.params import STYLES, load_params
-from trainstyles.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
+from trainstyles.pipeline.data import load_split
+from trainstyles.pipeline.outputs import (
+    atomic_dir,
+    read_history,
+    style_metrics,
+    write_csv,
+    write_json,
+)
+from trainstyles.pipeline.params import STYLES, load_params
+from trainstyles.pipeline.stage import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
 
 
 def main() -> str:
     # Params that do not validate are said in one line before TensorFlow takes its seconds to
     # load, as the trainers do.
     params = load_params()
-    from trainstyles.determinism import deterministic_kernels  # noqa: PLC0415
-    from trainstyles.evaluation import (  # noqa: PLC0415
+    from trainstyles.pipeline.determinism import deterministic_kernels  # noqa: PLC0415
+    from trainstyles.pipeline.evaluation import (  # noqa: PLC0415
         agreement,
         confusion_rows,
         identical_weights,
@@ -23,7 +29,7 @@ def main() -> str:
         predict,
         score_logits,
     )
-    from trainstyles.gpu import use_devices  # noqa: PLC0415
+    from trainstyles.pipeline.gpu import use_devices  # noqa: PLC0415
 
     deterministic_kernels(params.train.intra_op_threads)  # the models' own, as trained
     use_devices(params.train.device)

@@ -1,8 +1,8 @@
 """DVC stage prepare: find the four Fashion-MNIST IDX files, verify, decode to data/prepared/."""
 
-from trainstyles.data import find_source, load_raw, save_split
-from trainstyles.outputs import atomic_dir
-from trainstyles.stage import PREPARED_DIR, run_stage
+from trainstyles.pipeline.data import find_source, load_raw, save_split
+from trainstyles.pipeline.outputs import atomic_dir
+from trainstyles.pipeline.stage import PREPARED_DIR, run_stage
 
 
 def main() -> str:

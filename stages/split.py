@@ -1,9 +1,9 @@
 """DVC stage split: the last split.val_size training images validate; the test set stays apart."""
 
-from trainstyles.data import load_split, save_split, split_train
-from trainstyles.outputs import atomic_dir
-from trainstyles.params import load_params
-from trainstyles.stage import PREPARED_DIR, SPLIT_DIR, run_stage
+from trainstyles.pipeline.data import load_split, save_split, split_train
+from trainstyles.pipeline.outputs import atomic_dir
+from trainstyles.pipeline.params import load_params
+from trainstyles.pipeline.stage import PREPARED_DIR, SPLIT_DIR, run_stage
 
 
 def main() -> str:

@@ -18,15 +18,15 @@ import pytest
 from filelock import FileLock
 from ruamel.yaml import YAML
 
-from trainstyles import data
-from trainstyles.commands import (
+from trainstyles.pipeline import data
+from trainstyles.pipeline.data import Split
+from trainstyles.pipeline.determinism import deterministic_kernels
+from trainstyles.pipeline.params import STYLES, Params, load_params
+from trainstyles.pipeline.styles import trains_through_fit
+from trainstyles.tools.commands import (
     copy_worktree,
     stages_run,  # noqa: F401 - the tests take it from here
 )
-from trainstyles.data import Split
-from trainstyles.determinism import deterministic_kernels
-from trainstyles.params import STYLES, Params, load_params
-from trainstyles.styles import style_module
 
 REPO = Path(__file__).resolve().parents[1]
 # The tests train in this process, and TensorFlow fixes its thread pools when it first runs an
@@ -35,7 +35,7 @@ deterministic_kernels(load_params(REPO / "params.yaml").train.intra_op_threads)
 
 
 # The styles that train through fit() and its callback zoo (fit.fit_with_zoo).
-FIT_STYLES = [style for style in STYLES if hasattr(style_module(style), "fit_with_zoo")]
+FIT_STYLES = [style for style in STYLES if trains_through_fit(style)]
 
 
 # The modules that take longest, longest first; the others follow in their usual order.
@@ -158,7 +158,7 @@ UNKNOWN_KIND = "Imaginary 99/1"
 
 def unknown_kind_cpuinfo(path: Path) -> Path:
     """A cpuinfo file of UNKNOWN_CPU, with this machine's own instruction sets."""
-    from trainstyles.machine import cpu  # noqa: PLC0415
+    from trainstyles.pipeline.machine import cpu  # noqa: PLC0415
 
     family, model = UNKNOWN_CPU["family_model"].split("/")
     path.write_text(

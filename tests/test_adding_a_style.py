@@ -28,8 +28,8 @@ from conftest import (
     relabel_workspace_run,
     unknown_kind_cpuinfo,
 )
-from trainstyles.machine import CPUINFO_VARIABLE
-from trainstyles.params import STYLES
+from trainstyles.pipeline.machine import CPUINFO_VARIABLE
+from trainstyles.pipeline.params import STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def add_dvc_yaml_lines(repo: Path) -> None:
     evaluate = pipeline["stages"]["evaluate"]
     evaluate["params"].append(NEW)
     evaluate["deps"].extend(
-        [f"models/{NEW}.keras", f"plots/{NEW}.csv", "src/trainstyles/styles/accum.py"]
+        [f"models/{NEW}.keras", f"plots/{NEW}.csv", "src/trainstyles/pipeline/styles/accum.py"]
     )
     evaluate["metrics"].append({f"metrics/{NEW}.json": {"cache": False}})
     pipeline["metrics"].append(f"metrics/timing/{NEW}.json")
@@ -98,7 +98,7 @@ def add_dvc_yaml_lines(repo: Path) -> None:
 def follow_guide(repo: Path) -> None:
     """Steps 1 to 3 of the guide, in `repo`."""
     blocks = guide_blocks()
-    assert blocks[0][0] == {"file": "src/trainstyles/styles/accum.py"}
+    assert blocks[0][0] == {"file": "src/trainstyles/pipeline/styles/accum.py"}
     for place, text in blocks:
         apply_block(repo, place, text)
     add_dvc_yaml_lines(repo)
@@ -155,7 +155,9 @@ def run_in(repo: Path, *command: str) -> str:
 
 
 def test_the_new_style_is_last_in_the_copys_list_of_styles(repo):
-    listed = run_in(repo, "-c", "from trainstyles.params import STYLES; print(*STYLES)").split()
+    listed = run_in(
+        repo, "-c", "from trainstyles.pipeline.params import STYLES; print(*STYLES)"
+    ).split()
     assert listed == [*STYLES, NEW]
 
 

@@ -9,10 +9,14 @@ import sys
 import pytest
 
 from conftest import REPO, learnable_split, tiny_params
-from trainstyles import bench
-from trainstyles.commands import copy_worktree
-from trainstyles.machine import fingerprint, kind_name
-from trainstyles.params import STYLES, ModelParams
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.params import STYLES, ModelParams
+from trainstyles.tools.bench import figures, stages, tables, timing
+from trainstyles.tools.bench.__main__ import machine
+from trainstyles.tools.bench.__main__ import main as bench_main
+from trainstyles.tools.commands import copy_worktree
+from trainstyles.tools.machines import kind_name
+from trainstyles.tools.pages import BENCH_PAGE
 
 TUTORIAL = ModelParams(hidden_units=[256, 128], num_classes=10, hidden_order=0)
 # A fingerprint as `machine.fingerprint` writes it, of a made-up CPU: "Test Xeon 6/106".
@@ -29,19 +33,19 @@ CPU = kind_name(FINGERPRINT)
 def test_flops_count_forward_weight_gradients_and_all_input_gradients_but_the_pixels():
     # Multiply-adds of one forward pass: 784·256 + 256·128 + 128·10 = 234,752.
     forward = 2 * (784 * 256 + 256 * 128 + 128 * 10)
-    assert bench.inference_flops_per_sample(TUTORIAL) == forward
+    assert figures.inference_flops_per_sample(TUTORIAL) == forward
     # Backward: the weight gradients cost a forward pass; the input gradients skip layer 1.
-    assert bench.training_flops_per_sample(TUTORIAL) == 2 * forward + 2 * (256 * 128 + 128 * 10)
-    assert bench.epoch_flops(TUTORIAL, 55_000, 5_000) == 55_000 * 1_007_104 + 5_000 * 469_504
+    assert figures.training_flops_per_sample(TUTORIAL) == 2 * forward + 2 * (256 * 128 + 128 * 10)
+    assert figures.epoch_flops(TUTORIAL, 55_000, 5_000) == 55_000 * 1_007_104 + 5_000 * 469_504
 
 
 def test_spread_is_median_and_range():
-    assert bench.spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0}
+    assert figures.median_range([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0}
 
 
 def test_ratios_pair_each_repeat_with_the_peers_same_repeat():
     times = {"train_fit": [[2.0, 2.2], [4.0, 4.0]], "pytorch": [[1.0, 1.0], [4.0, 4.0]]}
-    assert bench.paired_ratios(times, "pytorch") == {"train_fit": [2.1, 1.0]}
+    assert figures.paired_ratios(times, "pytorch") == {"train_fit": [2.1, 1.0]}
 
 
 def results(
@@ -57,7 +61,7 @@ def results(
         "kinds": {name: CPU for name in times} | (kinds or {}),
         "profiles": profiles or {},
     }
-    summary = bench.summarise(tiny_params(), measured, limit)
+    summary = figures.summarise(tiny_params(), measured, limit)
     return summary | {"machine": {"fingerprint": FINGERPRINT, "kind": CPU}}
 
 
@@ -65,7 +69,7 @@ def profiled_run(imported: float, tracing: float, steps: list[float]) -> dict:
     return {"import": imported, "tracing": tracing, "parts": {"training steps": steps}}
 
 
-def test_the_profile_table_has_each_contenders_medians_and_blanks_for_unsplit_epochs():
+def test_the_profile_table_has_each_variants_medians_and_blanks_for_unsplit_epochs():
     summary = results(
         {"train_fit": [[1.0], [1.0], [1.0]], "train_raw": [[1.0]]},
         {
@@ -77,7 +81,7 @@ def test_the_profile_table_has_each_contenders_medians_and_blanks_for_unsplit_ep
             "train_raw": [{"import": 4.0, "tracing": 1.5, "parts": {}}],
         },
     )
-    caption, header, imported, tracing, steps = bench.profile_table(summary).splitlines()
+    caption, header, imported, tracing, steps = tables.profile_table(summary).splitlines()
     assert caption == f"Profiles, measured on {CPU}:"
     assert header.split() == ["seconds", "(median)", "train_fit", "train_raw"]
     assert imported.split()[-2:] == ["6.00", "4.00"]
@@ -85,8 +89,8 @@ def test_the_profile_table_has_each_contenders_medians_and_blanks_for_unsplit_ep
     assert steps.split()[-1] == "0.750"  # train_raw's cell is blank: its epochs are not split
 
 
-def test_the_table_has_a_row_per_contender_with_ratios_to_the_peer_and_the_limit():
-    table = bench.epoch_table(results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]}))
+def test_the_table_has_a_row_per_variant_with_ratios_to_the_peer_and_the_limit():
+    table = tables.epoch_table(results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]}))
     caption, header, raw, peer, limit = table.splitlines()
     assert caption == f"Epochs, measured on {CPU}:"
     assert raw.split() == ["train_raw", "2.00", "(1.00-3.00)", "500", "2.00", "(2.00-2.00)", "4.00"]
@@ -99,21 +103,21 @@ def test_the_table_has_a_row_per_contender_with_ratios_to_the_peer_and_the_limit
 def test_a_missing_peer_is_said_on_stderr_and_its_column_stays_blank(monkeypatch, capsys):
     # A None entry in sys.modules makes `import torch` fail as if it were not installed.
     monkeypatch.setitem(sys.modules, "torch", None)
-    reason = bench.peer_missing()
+    reason = timing.peer_missing()
     assert reason.startswith("torch is not installed (`pip install -r requirements-bench.txt`")
     said = f"no PyTorch peer: {reason}; the x pytorch column is blank"
     assert capsys.readouterr() == ("", f"bench: warning: {said}\n")
-    assert f"bench: warning: {said}\n" in (REPO / bench.BENCH_PAGE).read_text()  # as shown
+    assert f"bench: warning: {said}\n" in (REPO / BENCH_PAGE).read_text()  # as shown
 
     summary = results({"train_raw": [[2.0, 2.0]]}, peer_missing=reason)
     assert summary["peer_missing"] == reason and summary["ratio_to_peer"] == {}
-    caption, header, raw, limit, note = bench.epoch_table(summary).splitlines()
+    caption, header, raw, limit, note = tables.epoch_table(summary).splitlines()
     assert caption == f"Epochs, measured on {CPU}:" and limit.split() == ["limit", "0.50", "1.00"]
     assert "x pytorch (min-max)" in header and note == f"N{said[1:]}."
     # The peer's cell is blank: the next figure starts under the next column's title.
     assert raw.split() == ["train_raw", "2.00", "(2.00-2.00)", "500", "4.00"]
     assert raw.index("4.00") == header.index("x limit")
-    page = bench.page_text(completed(summary))
+    page = tables.page_text(completed(summary))
     assert "| train_raw | 2.00 (2.00-2.00) | 500 |  | 4.00 |" in page and f"N{said[1:]}." in page
 
 
@@ -124,32 +128,32 @@ def test_a_torch_that_fails_to_import_is_named_with_its_error(tmp_path, monkeypa
     )
     monkeypatch.syspath_prepend(tmp_path)
     monkeypatch.delitem(sys.modules, "torch", raising=False)
-    reason = bench.peer_missing()
+    reason = timing.peer_missing()
     assert reason == "torch cannot be imported (libtorch_cpu.so: cannot open shared object file)"
     assert capsys.readouterr().err.startswith(f"bench: warning: no PyTorch peer: {reason};")
 
 
 def test_matmul_throughput_is_a_positive_rate():
-    assert 0 < bench.matmul_flops_per_second(64, 64, 64, seconds=0.05) < math.inf
+    assert 0 < timing.matmul_flops_per_second(64, 64, 64, seconds=0.05) < math.inf
 
 
 def test_peak_rss_reads_this_process_and_zero_for_a_gone_one():
-    assert bench.peak_rss_kb(os.getpid()) > 10_000
+    assert stages.peak_rss_kb(os.getpid()) > 10_000
     gone = subprocess.Popen(["true"])
     gone.wait()  # reaped: its /proc entry is gone
-    assert bench.peak_rss_kb(gone.pid) == 0
+    assert stages.peak_rss_kb(gone.pid) == 0
 
 
 def test_a_style_is_timed_epoch_by_epoch_after_the_warm_up():
     train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
-    timed = bench.timed_style("train_raw", tiny_params(), train, val, epochs=2)
+    timed = timing.timed_style("train_raw", tiny_params(), train, val, epochs=2)
     assert len(timed["epochs"]) == 2 and all(s > 0 for s in timed["epochs"])
     assert timed["profile"]["import"] >= 0 and timed["profile"]["parts"] == {}  # no callbacks
 
 
 def test_a_fit_styles_epochs_are_split_into_parts_that_add_up_to_them():
     train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
-    timed = bench.timed_style("train_fit", tiny_params(), train, val, epochs=2)
+    timed = timing.timed_style("train_fit", tiny_params(), train, val, epochs=2)
     parts = timed["profile"]["parts"]
     assert {"ModelCheckpoint.on_epoch_end", "TensorBoard.on_epoch_end"} < set(parts)
     assert {"BackupAndResume.on_epoch_end", "EarlyStopping.on_epoch_end"} < set(parts)
@@ -166,7 +170,7 @@ def test_each_part_of_an_epoch_lies_between_its_marks():
         {"validation_begins": 25.0, "validation_ends": 27.0, "ends": [27.0, 27.5, 29.5]},
         {"validation_begins": 35.0, "validation_ends": 36.0, "ends": [36.0, 37.0, 38.0]},
     ]
-    parts = bench.epoch_parts(starts, marks, ["ModelCheckpoint", "TensorBoard"])
+    parts = timing.epoch_parts(starts, marks, ["ModelCheckpoint", "TensorBoard"])
     assert parts == {
         "training steps": [6.0, 5.0],
         "validation": [1.0, 2.0],
@@ -179,20 +183,22 @@ def test_each_part_of_an_epoch_lies_between_its_marks():
 def test_the_peer_trains_the_same_epochs():
     pytest.importorskip("torch")
     train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
-    seconds = bench.timed_peer(tiny_params(), train, val, epochs=2)
+    seconds = timing.timed_peer(tiny_params(), train, val, epochs=2)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
 
 
 def test_each_stage_process_is_named_by_its_style_or_its_script():
     python = "/usr/bin/python3"
-    assert bench.stage_of([python, "stages/train.py", "train_raw"]) == "train_raw"
-    assert bench.stage_of([python, "stages/evaluate.py"]) == "evaluate"
-    assert bench.stage_of([python, "-m", "dvc", "repro", "-f"]) is None
+    assert stages.stage_of([python, "stages/train.py", "train_raw"]) == "train_raw"
+    assert stages.stage_of([python, "stages/evaluate.py"]) == "evaluate"
+    assert stages.stage_of([python, "-m", "dvc", "repro", "-f"]) is None
 
 
 def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp_path):
     copy_worktree(REPO, tmp_path)
-    assert (tmp_path / "dvc.yaml").is_file() and (tmp_path / "src/trainstyles/bench.py").is_file()
+    assert (tmp_path / "dvc.yaml").is_file() and (
+        tmp_path / "src/trainstyles/tools/bench/timing.py"
+    ).is_file()
     assert not (tmp_path / ".venv").exists()
     assert (tmp_path / ".git").is_dir()
 
@@ -231,7 +237,7 @@ def test_the_page_is_rendered_from_a_results_file_without_measuring(tmp_path):
     page = tmp_path / "bench.md"
     page.write_text("# Bench\n\n<!-- bench -->\nold figures\n<!-- /bench -->\n\nafter\n")
 
-    assert bench.main(["--page", "--out", str(source), "--doc", str(page)]) == 0
+    assert bench_main(["--page", "--out", str(source), "--doc", str(page)]) == 0
     text = page.read_text()
     block = text.split("<!-- bench -->\n")[1].split("<!-- /bench -->")[0]
     assert "old figures" not in text and text.startswith("# Bench\n") and text.endswith("after\n")
@@ -251,48 +257,48 @@ def test_the_page_is_rendered_from_a_results_file_without_measuring(tmp_path):
 def test_results_that_did_not_count_the_epochs_show_no_overhead(tmp_path):
     results = json.loads(results_file(tmp_path / "results.json").read_text())
     del results["pipeline"]["epochs_run"]
-    assert bench.fixed_overhead(results) is None
-    assert "fixed overhead" not in bench.page_text(results)
+    assert figures.fixed_overhead(results) is None
+    assert "fixed overhead" not in tables.page_text(results)
 
 
 def test_a_page_without_the_block_is_an_error_not_a_silent_pass(tmp_path):
     source = results_file(tmp_path / "results.json")
     page = tmp_path / "bench.md"
     page.write_text("# Bench\n")
-    assert bench.main(["--page", "--out", str(source), "--doc", str(page)]) == 1
+    assert bench_main(["--page", "--out", str(source), "--doc", str(page)]) == 1
     assert page.read_text() == "# Bench\n"
 
 
 def test_results_written_elsewhere_leave_the_page_alone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    page = tmp_path / bench.BENCH_PAGE
+    page = tmp_path / BENCH_PAGE
     page.parent.mkdir()
     page.write_text("<!-- bench -->\nthe committed figures\n<!-- /bench -->\n")
     source = results_file(tmp_path / "lever.json")
-    assert bench.main(["--page", "--out", str(source)]) == 0
+    assert bench_main(["--page", "--out", str(source)]) == 0
     assert page.read_text() == "<!-- bench -->\nthe committed figures\n<!-- /bench -->\n"
 
 
 def test_each_style_is_timed_again_with_xla_unless_told_not_to():
-    assert bench.contenders(xla=True, peer=True) == [
+    assert figures.variants(xla=True, peer=True) == [
         *STYLES,
         *(f"{style} (XLA)" for style in STYLES),
         "pytorch",
     ]
-    assert bench.contenders(xla=False, peer=False) == list(STYLES)
+    assert figures.variants(xla=False, peer=False) == list(STYLES)
 
 
 def test_the_page_says_what_the_xla_rows_are_only_when_it_has_them(tmp_path):
     results = json.loads(results_file(tmp_path / "results.json").read_text())
-    assert "(XLA)" not in bench.page_text(results)
+    assert "(XLA)" not in tables.page_text(results)
     results["epochs"]["train_raw (XLA)"] = results["epochs"]["train_raw"]
-    text = bench.page_text(results)
+    text = tables.page_text(results)
     assert "| train_raw (XLA) | 2.00 (1.00-3.00) |" in text
     assert "The rows marked (XLA) train with `train.jit_compile: true`" in text
 
 
 def test_the_bench_machine_is_the_trainers_fingerprint_and_its_kind():
-    here = bench.machine(intra_op_threads=2)
+    here = machine(intra_op_threads=2)
     assert here["fingerprint"] == fingerprint(2)  # no devices: the bench's own process
     assert here["kind"] == kind_name(here["fingerprint"])
     assert here["kind"].endswith(here["fingerprint"]["cpu"]["family_model"])
@@ -302,20 +308,20 @@ def test_a_table_that_mixes_kinds_names_each_rows_kind(tmp_path):
     """A GPU host: the styles train on its GPU, the peer and the limit's GEMMs on its CPU."""
     gpu = "NVIDIA H200"
     summary = json.loads(results_file(tmp_path / "results.json", {"train_raw": gpu}).read_text())
-    caption, header, raw, peer, limit = bench.epoch_table(summary).splitlines()
+    caption, header, raw, peer, limit = tables.epoch_table(summary).splitlines()
     assert caption == "Epochs, each row measured on the kind it names:"
     assert header.endswith("measured on") and raw.endswith(gpu)
     assert peer.endswith(CPU) and limit.endswith(CPU)
     summary["epochs"]["train_fit"] = summary["epochs"]["train_raw"] | {"measured_on": CPU}
     summary["profile"]["train_fit"] = summary["profile"]["train_raw"]
-    assert bench.profile_table(summary).splitlines()[:3:2] == [
+    assert tables.profile_table(summary).splitlines()[:3:2] == [
         "Profiles, each column measured on the kind it names:",
         f"measured on                                {gpu}  {CPU}",
     ]
     summary["pipeline"]["stages"]["train_raw"] = {"seconds": 9.0, "peak_rss_mb": 1.0}
     summary["pipeline"]["stages"]["train_raw"]["measured_on"] = gpu
     summary["pipeline"]["measured_on"] = gpu
-    text = bench.page_text(summary)
+    text = tables.page_text(summary)
     assert "| train_raw | 2.00 (1.00-3.00) | 500 | 2.00 (2.00-2.00) | 4.00 | NVIDIA H200 |" in text
     assert f"| limit | 0.50 |  |  | 1.00 | {CPU} |" in text
     assert f"| prepare | 0.7 | 124 | {CPU} |" in text
@@ -331,9 +337,9 @@ def test_results_from_before_the_fingerprint_name_the_cpu_model_alone(tmp_path):
     old["machine"] = {key: old["machine"][key] for key in old["machine"] if key != "kind"}
     old["machine"] |= {"cpu": "AMD EPYC", "gpu": "none"}
     del old["machine"]["fingerprint"], old["limit"]["measured_on"], old["pipeline"]["measured_on"]
-    for figures in [*old["epochs"].values(), *old["pipeline"]["stages"].values()]:
-        del figures["measured_on"]
-    text = bench.page_text(old)
+    for measured in [*old["epochs"].values(), *old["pipeline"]["stages"].values()]:
+        del measured["measured_on"]
+    text = tables.page_text(old)
     assert "on AMD EPYC (family/model not recorded), 2 cores" in text and "GPU: none" in text
     for title in ("Epochs", "Profiles", "Pipeline"):
         assert f"{title}, measured on AMD EPYC:" in text

@@ -34,7 +34,7 @@ from conftest import (
     drawn_lines,
     dvc,
 )
-from trainstyles.params import STYLES
+from trainstyles.pipeline.params import STYLES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, learnable_split
-from trainstyles import StageError, data
-from trainstyles.data import (
+from trainstyles import StageError
+from trainstyles.pipeline import data
+from trainstyles.pipeline.data import (
     Split,
     decode_idx,
     features,

@@ -15,9 +15,9 @@ import hashlib, sys
 import keras
 import numpy as np
 import tensorflow as tf
-from trainstyles.determinism import deterministic_kernels
-from trainstyles.model import build_model, compile_model
-from trainstyles.params import load_params
+from trainstyles.pipeline.determinism import deterministic_kernels
+from trainstyles.pipeline.model import build_model, compile_model
+from trainstyles.pipeline.params import load_params
 
 params = load_params()
 if sys.argv[1] == "pinned":

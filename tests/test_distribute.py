@@ -17,8 +17,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import FIT_STYLES, REPO, learnable_split, stage_argv
-from trainstyles.data import save_split
-from trainstyles.params import STYLES
+from trainstyles.pipeline.data import save_split
+from trainstyles.pipeline.params import STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +29,10 @@ import json, sys, tempfile
 from pathlib import Path
 import numpy as np
 from conftest import learnable_split, tiny_params
-from trainstyles.params import STYLES
-from trainstyles.resume import Backup
-from trainstyles.styles import style_module
-from trainstyles.training import train_on
+from trainstyles.pipeline.params import STYLES
+from trainstyles.pipeline.resume import Backup
+from trainstyles.pipeline.styles import style_module
+from trainstyles.pipeline.training import train_on
 
 strategy, logical_cpus, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
 params = tiny_params(
@@ -134,9 +134,10 @@ def test_clipped_grad_norm_is_the_norm_of_the_all_reduced_gradient(single_and_mi
 WORKER = """
 import sys
 import numpy as np
-from trainstyles.stage import run_stage
-from trainstyles.styles import style_module
-from trainstyles.training import train_style
+from trainstyles.pipeline.params import load_params
+from trainstyles.pipeline.stage import run_stage
+from trainstyles.pipeline.styles import style_module
+from trainstyles.pipeline.training import train_style
 
 style, weights_path = sys.argv[1], sys.argv[2]
 
@@ -145,7 +146,7 @@ def train_and_keep_weights(*args):
     np.savez(weights_path, *model.get_weights())
     return model, history
 
-run_stage(lambda: train_style(style, train_and_keep_weights), name=style)
+run_stage(lambda: train_style(style, load_params(), train_and_keep_weights), name=style)
 """
 
 

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 
 from conftest import REPO, copy_run, dvc, in_its_shell, ready_for_make, s3_client
 from trainstyles import StageError
-from trainstyles.params import STYLES, Params, load_params
+from trainstyles.pipeline.params import STYLES, Params, load_params
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 GUIDE = "docs/adding-a-style.md"  # its blocks are tests/test_adding_a_style.py's
@@ -162,12 +162,12 @@ SCENES = {
         ("docs/comparing.md", "make report"),
         ("docs/noise.md", "make report REV=main SAME_MACHINE=1"),
         ("README.md", "tensorboard --logdir logs"),
-        ("docs/noise.md", "python -m trainstyles.machine --against HEAD"),
-        ("docs/reproducibility.md", "python -m trainstyles.machine --against HEAD"),
+        ("docs/noise.md", "python -m trainstyles.tools.machines --against HEAD"),
+        ("docs/reproducibility.md", "python -m trainstyles.tools.machines --against HEAD"),
         ("docs/reproducibility.md", "make equivalence"),
         ("docs/reproducibility.md", "dvc repro -f"),
         ("docs/gpu.md", "dvc repro -f"),
-        ("docs/bench.md", "python -m trainstyles.bench --page"),
+        ("docs/bench.md", "python -m trainstyles.tools.bench --page"),
     ),
     "experiments": (
         ("README.md", "dvc exp run -S train_clipped.clip_norm=0.5"),

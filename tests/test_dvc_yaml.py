@@ -8,7 +8,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO
-from trainstyles.params import STYLES
+from trainstyles.pipeline.params import STYLES
 
 PIPELINE = YAML(typ="safe").load(REPO / "dvc.yaml")
 STAGES = PIPELINE["stages"]
@@ -23,7 +23,7 @@ for node in ast.walk(ast.parse(pathlib.Path(sys.argv[1]).read_text())):
     if isinstance(node, ast.ImportFrom) and node.module.startswith("trainstyles"):
         importlib.import_module(node.module)
 if sys.argv[2:]:
-    from trainstyles.styles import style_module
+    from trainstyles.pipeline.styles import style_module
     style_module(sys.argv[2])
 for module in list(sys.modules.values()):
     path = pathlib.Path(getattr(module, "__file__", None) or "/").resolve()

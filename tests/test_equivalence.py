@@ -5,9 +5,9 @@ import math
 import pytest
 
 from conftest import REPO, learnable_split, tiny_params
-from trainstyles import equivalence
-from trainstyles.data import save_split
-from trainstyles.equivalence import CLAIMS, comparable, train_every_style, verdicts
+from trainstyles.pipeline.data import save_split
+from trainstyles.tools import equivalence
+from trainstyles.tools.equivalence import CLAIMS, comparable, train_every_style, verdicts
 
 # 600 images in batches of 32: a short last batch of 24, where an unweighted loss mean differs.
 TRAIN, VAL = learnable_split(600, seed=20), learnable_split(100, seed=21)

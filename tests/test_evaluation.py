@@ -2,16 +2,16 @@ import keras
 import numpy as np
 import pytest
 
-from trainstyles.data import Split, batches, features
-from trainstyles.evaluation import (
+from trainstyles.pipeline.data import Split, batches, features
+from trainstyles.pipeline.evaluation import (
     PREDICT_BATCH_SIZE,
     agreement,
     confusion_rows,
     predict,
     score_logits,
 )
-from trainstyles.model import build_model
-from trainstyles.params import ModelParams
+from trainstyles.pipeline.model import build_model
+from trainstyles.pipeline.params import ModelParams
 
 
 def test_test_metrics_from_logits():

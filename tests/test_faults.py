@@ -17,9 +17,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO, idx_bytes, learnable_split, stage_argv
-from trainstyles import data
-from trainstyles.data import Split, find_source, load_raw, save_split, split_train
-from trainstyles.params import STYLES
+from trainstyles.pipeline import data
+from trainstyles.pipeline.data import Split, find_source, load_raw, save_split, split_train
+from trainstyles.pipeline.params import STYLES
 
 OUTPUT_DIRS = ("data/prepared", "data/split", "models", "metrics", "plots", ".backup")
 
@@ -58,7 +58,7 @@ def set_param(workdir: Path, keys: str, value) -> None:
 # (the tests' archives are a stand-in data set): its real exit status and its real stderr.
 STAGE_WITH_PINS = """
 import json, runpy, sys
-from trainstyles import data
+from trainstyles.pipeline import data
 pins, *sys.argv = sys.argv[1:]
 data.IDX_SHA256.update(json.loads(pins))
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -247,7 +247,7 @@ def test_the_same_run_at_the_tutorials_learning_rate_gives_no_warning(
 
 def test_a_report_without_a_run_says_so_in_one_line(workdir):
     result = subprocess.run(
-        [sys.executable, "-m", "trainstyles.report"],
+        [sys.executable, "-m", "trainstyles.tools.report"],
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
         capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -319,7 +319,7 @@ def test_a_full_disk_while_writing_leaves_no_partial_file(tmp_path):
 PRINTING_STAGE = """
 import sys, warnings
 from trainstyles import StageError, StageWarning
-from trainstyles.stage import run_stage
+from trainstyles.pipeline.stage import run_stage
 
 def main():
     print("working")

@@ -19,8 +19,9 @@ import tensorflow as tf
 from packaging.requirements import Requirement
 
 from conftest import REPO, copy_run, stage_argv
-from trainstyles import StageError, StageWarning, gpu
-from trainstyles.gpu import (
+from trainstyles import StageError, StageWarning
+from trainstyles.pipeline import gpu
+from trainstyles.pipeline.gpu import (
     ANY_GPU,
     CUDA_CACHE_MAXSIZE,
     CUINIT_FAILED,
@@ -29,19 +30,21 @@ from trainstyles.gpu import (
     WORKSPACE_CUDA_CACHE,
     Opened,
     build_majors,
-    cache_check,
-    cache_lost_because,
     chosen_cuda_cache,
-    driver_check,
     driver_cuda_version,
-    gpu_code_check,
     keep_cuda_cache,
-    kernel_code,
     no_gpu_cause,
     soname,
     stderr_without,
     use_devices,
     wheel_file,
+)
+from trainstyles.tools.gpu_check import (
+    cache_check,
+    cache_lost_because,
+    driver_check,
+    gpu_code_check,
+    kernel_code,
 )
 
 NO_DRIVER = "this machine has an NVIDIA driver: TensorFlow may see a GPU here"
@@ -133,7 +136,7 @@ def gpu_check(hide=(), env: dict | None = None) -> subprocess.CompletedProcess:
     if not shutil.which("unshare"):
         pytest.skip("unshare (util-linux) is missing")
     mounts = "".join(f"mount -t tmpfs none {shlex.quote(str(path))} && " for path in hide)
-    check = f"{mounts}{shlex.quote(sys.executable)} -m trainstyles.gpu"
+    check = f"{mounts}{shlex.quote(sys.executable)} -m trainstyles.tools.gpu_check"
     command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", check]
     environment = os.environ | {"PYTHONPATH": str(REPO / "src")} | (env or {})
     return subprocess.run(

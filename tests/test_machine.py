@@ -6,15 +6,8 @@ import subprocess
 import sys
 
 from conftest import REPO
-from trainstyles.machine import (
-    comparison,
-    describe,
-    differences,
-    fingerprint,
-    gpus,
-    kind_name,
-    kind_slug,
-)
+from trainstyles.pipeline.machine import fingerprint, gpus
+from trainstyles.tools.machines import comparison, describe, differences, kind_name, kind_slug
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 echo "0, NVIDIA H100 80GB HBM3, 580.95.05"
@@ -73,10 +66,10 @@ def test_comparison_says_same_kind_other_kind_or_unrecorded():
 
 
 def test_the_check_reads_the_committed_fingerprints_without_tensorflow():
-    """`python -m trainstyles.machine` is make repro's last line: one line, no TensorFlow."""
+    """`python -m trainstyles.tools.machines` is make repro's last line: one line, no TensorFlow."""
     code = (
-        "import sys, runpy; sys.argv = ['machine', '--against', 'HEAD']\n"
-        "try:\n    runpy.run_module('trainstyles.machine', run_name='__main__')\n"
+        "import sys, runpy; sys.argv = ['machines', '--against', 'HEAD']\n"
+        "try:\n    runpy.run_module('trainstyles.tools.machines', run_name='__main__')\n"
         "finally:\n    assert 'tensorflow' not in sys.modules\n"
     )
     result = subprocess.run(
@@ -84,7 +77,7 @@ def test_the_check_reads_the_committed_fingerprints_without_tensorflow():
     )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
-    assert line.startswith(f"machine: {describe(fingerprint(2))}; ")
+    assert line.startswith(f"machines: {describe(fingerprint(2))}; ")
 
 
 def test_the_devices_a_run_trained_on_are_recorded_and_said_but_not_compared():

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import learnable_split, tiny_params
-from trainstyles.data import features
-from trainstyles.model import build_model
-from trainstyles.resume import Backup
-from trainstyles.styles import fit
-from trainstyles.training import train_on
+from trainstyles.pipeline.data import features
+from trainstyles.pipeline.model import build_model
+from trainstyles.pipeline.resume import Backup
+from trainstyles.pipeline.styles import fit
+from trainstyles.pipeline.training import train_on
 
 
 def model_with_order(order: int) -> keras.Model:

@@ -17,10 +17,11 @@ from conftest import (
     own_code,
     relabel_workspace_run,
 )
-from trainstyles import StageError, noise, sweep
-from trainstyles.machine import kind_name, kind_slug
-from trainstyles.params import STYLES
-from trainstyles.stage import METRICS_DIR
+from trainstyles import StageError
+from trainstyles.pipeline.params import STYLES
+from trainstyles.pipeline.stage import METRICS_DIR
+from trainstyles.tools import noise, sweep
+from trainstyles.tools.machines import kind_name, kind_slug
 
 # The committed run and records, as HEAD holds them: the workspace's run may since have been
 # trained by any kind of machine, one with no record among them.
@@ -43,7 +44,7 @@ def committed_run() -> tuple[dict, dict]:
         for style in STYLES
         if (path := COMMITTED / METRICS_DIR / f"{style}.json").is_file()
     }
-    return noise.judged_machine(COMMITTED), accuracy
+    return noise.run_machine(COMMITTED), accuracy
 
 
 def seed_42_by_kind() -> dict[str, dict[str, float]]:
@@ -121,7 +122,7 @@ def test_the_committed_record_summarises_its_runs_over_at_least_five_seeds(recor
 
 
 def test_the_committed_record_was_made_under_the_committed_params(record):
-    from trainstyles.params import load_params  # noqa: PLC0415
+    from trainstyles.pipeline.params import load_params  # noqa: PLC0415
 
     params = load_params(REPO / "params.yaml").model_dump()
     assert noise.params_apart(record, params) == []
@@ -147,9 +148,9 @@ def test_every_records_floors_pass_seed_42_as_each_known_kind_trained_it(record,
 
 def test_the_committed_run_is_judged_by_a_record_of_its_own_kind():
     machine, _ = committed_run()
-    chosen = noise.noise_for(machine, COMMITTED / noise.RECORDS_DIR)
+    chosen = noise.reference_for(machine, COMMITTED / noise.RECORDS_DIR)
     assert chosen.path == COMMITTED / noise.RECORDS_DIR / f"{kind_slug(machine)}.json"
-    assert f"on its own kind of machine, {kind_name(machine)} (" in chosen.line
+    assert f"on its own kind of machine, {kind_name(machine)} (" in chosen.reason
 
 
 def test_a_record_is_filed_under_its_own_kind(record):
@@ -163,10 +164,10 @@ def test_a_workspace_run_of_a_kind_no_record_has_fails_no_test_of_the_committed_
     is judged by the nearest record, standing in."""
     copy = committed_checkout(tmp_path / "repo")
     relabel_workspace_run(copy)
-    workspace = noise.judged_machine(copy)
+    workspace = noise.run_machine(copy)
     assert kind_name(workspace) == UNKNOWN_KIND
-    chosen = noise.noise_for(workspace, copy / noise.RECORDS_DIR)
-    assert f"standing in for {UNKNOWN_KIND}, which has no sweep record" in chosen.line
+    chosen = noise.reference_for(workspace, copy / noise.RECORDS_DIR)
+    assert f"standing in for {UNKNOWN_KIND}, which has no sweep record" in chosen.reason
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_noise.py"],
         cwd=copy, env=own_code(copy), capture_output=True, text=True, check=False,
@@ -188,23 +189,23 @@ def test_a_run_is_judged_by_its_kinds_record_else_the_nearest_and_says_which(tmp
     for machine, runs in ((epyc_avx512, 10), (xeon, 5)):
         record = {"machine": machine, "runs": [{}] * runs}
         (tmp_path / f"{kind_slug(machine)}.json").write_text(json.dumps(record))
-    own = noise.noise_for(xeon, tmp_path)
+    own = noise.reference_for(xeon, tmp_path)
     assert own.path == tmp_path / "intel-xeon-6-106.json"
-    assert own.line == (
+    assert own.reason == (
         "The run is judged by the noise of 5 seeded runs on its own kind of machine, Intel Xeon "
         f"6/106 ({own.path})."
     )
     epyc_avx2 = fingerprint_of("AMD EPYC", "25/1", ["avx2"])
-    nearest = noise.noise_for(epyc_avx2, tmp_path)
+    nearest = noise.reference_for(epyc_avx2, tmp_path)
     assert nearest.path == tmp_path / "amd-epyc-25-17.json"  # 2 keys apart; the Xeon 3
-    assert nearest.line == (
+    assert nearest.reason == (
         f"The run is judged by the noise of 10 seeded runs on AMD EPYC 25/17 ({nearest.path}), "
         "standing in for AMD EPYC 25/1, which has no sweep record: the two differ in CPU family "
         "and model and instruction sets, and `make sweep` on AMD EPYC 25/1 records its own."
     )
-    nothing = noise.noise_for(xeon, tmp_path / "none")
+    nothing = noise.reference_for(xeon, tmp_path / "none")
     assert nothing.record is None
-    assert nothing.line == (
+    assert nothing.reason == (
         f"The run is not judged: {tmp_path / 'none'}/ holds no sweep record, and `make sweep` "
         "records one."
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from trainstyles import StageError
-from trainstyles.outputs import (
+from trainstyles.pipeline.outputs import (
     atomic_dir,
     atomic_path,
     epoch_rows,

@@ -4,7 +4,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from trainstyles import StageError
-from trainstyles.params import load_params
+from trainstyles.pipeline.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 

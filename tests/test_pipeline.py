@@ -13,9 +13,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import commit, copy_run, dvc, edit_params, stage_argv
-from trainstyles.machine import describe
-from trainstyles.params import STYLES
-from trainstyles.stage import MACHINE_DIR
+from trainstyles.pipeline.params import STYLES
+from trainstyles.pipeline.stage import MACHINE_DIR
+from trainstyles.tools.machines import describe
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ runpy.run_path(script, run_name="__main__")
 # The control's break: the directory outputs written in place, as a naive stage would.
 IN_PLACE = """
 import contextlib
-from trainstyles import outputs
+from trainstyles.pipeline import outputs
 @contextlib.contextmanager
 def in_place(final):
     final.mkdir(parents=True, exist_ok=True)
@@ -265,8 +265,8 @@ def test_status_names_exactly_the_stages_a_params_edit_affects(repo, section):
 
 def test_an_edit_to_how_training_resumes_leaves_evaluate_up_to_date(repo):
     """evaluate imports the style modules (they register the model classes it loads), but not
-    the training frame: an edit to resume points makes only the trainers stale."""
-    resume = repo / "src" / "trainstyles" / "resume.py"
+    the trainer: an edit to resume points makes only the trainers stale."""
+    resume = repo / "src" / "trainstyles" / "pipeline" / "resume.py"
     original = resume.read_text()
     try:
         resume.write_text(original + "\n# an edit\n")

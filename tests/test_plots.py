@@ -19,7 +19,7 @@ from conftest import (
     assert_colour_is_series_and_dash_is_revision,
     drawn_lines,
 )
-from trainstyles.params import STYLES
+from trainstyles.pipeline.params import STYLES
 
 COLUMNS = ("val_accuracy", "val_loss", "learning_rate", "grad_norm", "clip_norm")
 REVISIONS = ["workspace", "base"]

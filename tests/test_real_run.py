@@ -9,13 +9,13 @@ import json
 import pytest
 
 from conftest import REPO, copy_repo, dvc
-from trainstyles import noise
-from trainstyles.outputs import at_chance
-from trainstyles.params import STYLES
+from trainstyles.pipeline.outputs import at_chance
+from trainstyles.pipeline.params import STYLES
+from trainstyles.tools import noise
 
 pytestmark = pytest.mark.real
 # Each style's floor is its mean − 4 sd over the committed seed sweep of the kind of machine the
-# run trained on, else the nearest kind's (noise.noise_for): a run passes it unless something
+# run trained on, else the nearest kind's (noise.reference_for): a run passes it unless something
 # broke. test_noise.py ties the floors to the records.
 
 
@@ -27,14 +27,14 @@ def repo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def judged_by(repo, request) -> noise.Noise:
+def judged_by(repo, request) -> noise.Reference:
     """The record of the kind the run trained on, said on the terminal: which one judged it."""
-    chosen = noise.noise_for(noise.judged_machine(repo), REPO / noise.RECORDS_DIR)
+    chosen = noise.reference_for(noise.run_machine(repo), REPO / noise.RECORDS_DIR)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter and capture:  # a fixture's output is captured, and dropped when tests pass
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nthe acceptance run: {chosen.line}")
+            reporter.write_line(f"\nthe acceptance run: {chosen.reason}")
     return chosen
 
 
@@ -46,7 +46,7 @@ def test_test_accuracy_reaches_the_sweeps_floor(repo, judged_by, style):
     results = json.loads((repo / "metrics" / f"{style}.json").read_text())
     if style in summary:
         assert results["test_accuracy"] >= noise.floor(summary[style]["test_accuracy"]), (
-            judged_by.line
+            judged_by.reason
         )
     else:
         assert not at_chance(results, num_classes=10)

@@ -17,7 +17,7 @@ from conftest import (
     make,
     s3_client,
 )
-from trainstyles.commands import stages_run
+from trainstyles.tools.commands import stages_run
 
 pytestmark = pytest.mark.slow
 BUCKET = "team-runs"

@@ -27,9 +27,9 @@ from conftest import (
     template_colours,
 )
 from trainstyles import StageError
-from trainstyles.data import CLASS_NAMES
-from trainstyles.params import STYLES
-from trainstyles.report import code_lines, png_name, render_plots
+from trainstyles.pipeline.data import CLASS_NAMES
+from trainstyles.pipeline.params import STYLES
+from trainstyles.tools.report import code_lines, png_name, render_plots
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,7 +46,7 @@ def repo(small_run, tmp_path_factory) -> Path:
 
 
 def report(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_module(repo, "trainstyles.report", *args)
+    return run_module(repo, "trainstyles.tools.report", *args)
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +228,7 @@ def test_the_altitude_table_counts_each_styles_code(page):
         for row in table_rows(page, f"`{style}`")
         if len(row) == 3  # the altitude table's; the figures table has 7 cells
     }
-    styles_dir = Path(__file__).parents[1] / "src" / "trainstyles" / "styles"
+    styles_dir = Path(__file__).parents[1] / "src" / "trainstyles" / "pipeline" / "styles"
     assert set(measured) == set(STYLES)
     for style, lines in measured.items():
         assert lines == code_lines(styles_dir / f"{style.removeprefix('train_')}.py")
@@ -254,7 +254,7 @@ def test_experiments_run_queue_and_show_each_styles_metrics(repo):
     assert stages_run(ran) == {"train_clipped", "evaluate"}
     # The queued experiments train with the code they were queued with: it says so as it trains.
     # No other code will do: not the workspace's, broken after queueing, nor an installed copy.
-    module = repo / "src" / "trainstyles" / "styles" / "clipped.py"
+    module = repo / "src" / "trainstyles" / "pipeline" / "styles" / "clipped.py"
     code = module.read_text()
     start = "    style = params.train_clipped\n"
     module.write_text(code.replace(start, f'    print("the queued code trains")\n{start}'))
@@ -262,7 +262,7 @@ def test_experiments_run_queue_and_show_each_styles_metrics(repo):
         dvc(repo, "exp", "run", "--queue", "-S", "train_clipped.clip_norm=0.25,2.0")
         module.write_text(code + '\nraise SystemExit("the workspace code ran")\n')
         ran = dvc(repo, "exp", "run", "--run-all")
-        stopped = run_module(repo, "trainstyles.styles.clipped")
+        stopped = run_module(repo, "trainstyles.pipeline.styles.clipped")
         assert stopped.stderr.strip().endswith("the workspace code ran")  # the control
     finally:
         module.write_text(code)

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, copy_repo, dvc, edit_params, learnable_split, stage_argv, tiny_params
-from trainstyles import resume, training
-from trainstyles.data import Split, save_split
-from trainstyles.params import STYLES, DistributeParams
-from trainstyles.resume import Backup, run_fingerprint
-from trainstyles.styles import raw, step, style_module
-from trainstyles.training import train_on
+from trainstyles import StageError
+from trainstyles.pipeline import resume, training
+from trainstyles.pipeline.data import Split, save_split
+from trainstyles.pipeline.params import STYLES, DistributeParams
+from trainstyles.pipeline.resume import Backup, run_fingerprint
+from trainstyles.pipeline.styles import raw, step, style_module
+from trainstyles.pipeline.training import train_on
 
 TRAIN, VAL = learnable_split(480, seed=30), learnable_split(96, seed=31)
 
@@ -88,24 +89,52 @@ def test_a_resume_point_of_other_params_or_data_is_discarded(tmp_path):
     assert not list(tmp_path.glob("epoch-*"))
 
 
-def test_the_run_fingerprint_changes_with_any_param_pixel_or_source_file(tmp_path, monkeypatch):
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """What run_fingerprint reads of a checkout (dvc.yaml, the stages, the code), copied to edit."""
+    shutil.copy(REPO / "dvc.yaml", tmp_path)
+    for part in ("stages", "src"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def append_line(path: Path) -> None:
+    with path.open("a") as source:
+        source.write("# an edit\n")
+
+
+def test_a_resume_point_survives_every_edit_that_cannot_change_the_run(checkout):
+    """The control of the fingerprint below: an edit that DVC would not re-run train_fit for
+    (every tool module, another style's module, another style's params) keeps its point, as a
+    fingerprint of the whole package and all params would not."""
+    first = run_fingerprint("train_fit", tiny_params(), TRAIN, VAL, checkout=checkout)
+    assert run_fingerprint("train_fit", tiny_params(), TRAIN, VAL, checkout=REPO) == first
+    for tool in (checkout / "src" / "trainstyles" / "tools").rglob("*.py"):
+        append_line(tool)
+    append_line(checkout / "src" / "trainstyles" / "pipeline" / "styles" / "raw.py")
+    others = tiny_params(train_clipped={"clip_norm": 9.0}, train_raw={"epochs": 5})
+    assert run_fingerprint("train_fit", others, TRAIN, VAL, checkout=checkout) == first
+
+
+def test_a_resume_point_is_discarded_by_an_edit_to_the_stages_code_params_or_data(checkout):
     """What decides whether a resume point is stale: a constant here would resume a run made
     with other params, data or code, and publish a model trained under them."""
-    params, val = tiny_params(), VAL
-    first = run_fingerprint(params, TRAIN, val)
-    assert run_fingerprint(tiny_params(), TRAIN, val) == first  # the control: same inputs
-    assert run_fingerprint(tiny_params(train={"learning_rate": 0.002}), TRAIN, val) != first
+    first = run_fingerprint("train_fit", tiny_params(), TRAIN, VAL, checkout=checkout)
+    own = tiny_params(train_fit={"epochs": 3})
+    assert run_fingerprint("train_fit", own, TRAIN, VAL, checkout=checkout) != first
+    shared = tiny_params(train={"learning_rate": 0.002})
+    assert run_fingerprint("train_fit", shared, TRAIN, VAL, checkout=checkout) != first
     images = TRAIN.images.copy()
     images[0, 0, 0] ^= 1
-    assert run_fingerprint(params, Split(images, TRAIN.labels), val) != first
-    package = Path(resume.__file__).parent
-    copy = tmp_path / "trainstyles"
-    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(resume, "__file__", str(copy / "resume.py"))
-    assert run_fingerprint(params, TRAIN, val) == first  # the same code, elsewhere
-    with (copy / "styles" / "raw.py").open("a") as source:
-        source.write("# an edit\n")
-    assert run_fingerprint(params, TRAIN, val) != first
+    flipped = Split(images, TRAIN.labels)
+    assert run_fingerprint("train_fit", tiny_params(), flipped, VAL, checkout=checkout) != first
+    append_line(checkout / "src" / "trainstyles" / "pipeline" / "model.py")
+    assert run_fingerprint("train_fit", tiny_params(), TRAIN, VAL, checkout=checkout) != first
+
+
+def test_a_stage_that_dvc_yaml_does_not_list_has_no_resume_point(checkout):
+    with pytest.raises(StageError, match=r"dvc\.yaml has no stage 'train_none'"):
+        run_fingerprint("train_none", tiny_params(), TRAIN, VAL, checkout=checkout)
 
 
 def test_a_point_is_published_whole_or_not_at_all(tmp_path):
@@ -315,7 +344,7 @@ def stage_dir(tmp_path) -> Path:
 # is saved, as it starts to write its outputs.
 KILLED_WHILE_WRITING = """
 import os, runpy, sys
-from trainstyles import training
+from trainstyles.pipeline import training
 training.publish_keras = lambda *args: os._exit(137)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from conftest import commit, copy_repo, dvc, edit_params, run_module, table_rows
-from trainstyles import noise, sweep
-from trainstyles.machine import kind_name, kind_slug
-from trainstyles.params import STYLES, load_params
+from trainstyles.pipeline.params import STYLES, load_params
+from trainstyles.tools import noise, sweep
+from trainstyles.tools.machines import kind_name, kind_slug
 
 pytestmark = pytest.mark.slow
 PARAMS = {
@@ -26,7 +26,7 @@ SWEEP_SEEDS = 5
 
 
 def report(repo, *args: str) -> str:
-    result = run_module(repo, "trainstyles.report", *args)
+    result = run_module(repo, "trainstyles.tools.report", *args)
     assert result.returncode == 0, result.stderr
     return (repo / "report" / "report.md").read_text()
 
@@ -41,7 +41,7 @@ def repo(tmp_path_factory):
     copy = copy_repo(tmp_path_factory.mktemp("noise"), PARAMS)
     dvc(copy, "repro")
     commit(copy, "a small run")
-    swept = run_module(copy, "trainstyles.sweep", "--seeds", str(SWEEP_SEEDS))
+    swept = run_module(copy, "trainstyles.tools.sweep", "--seeds", str(SWEEP_SEEDS))
     assert swept.returncode == 0, swept.stderr[-2000:]
     assert swept.stdout.splitlines()[-1].startswith("sweep: trained 4 styles under seeds 43–47 in ")
     changed = subprocess.run(

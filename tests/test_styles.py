@@ -14,13 +14,13 @@ from tensorboard.plugins.histogram import summary_v2
 
 from conftest import FIT_STYLES, learnable_split, tiny_params
 from trainstyles import StageError
-from trainstyles.callbacks import TensorBoard, histogram_buckets
-from trainstyles.data import batches, features
-from trainstyles.model import build_model, compile_model
-from trainstyles.params import STYLES
-from trainstyles.resume import Backup
-from trainstyles.styles import clipped, raw, style_module
-from trainstyles.training import train_on
+from trainstyles.pipeline.callbacks import TensorBoard, histogram_buckets
+from trainstyles.pipeline.data import batches, features
+from trainstyles.pipeline.model import build_model, compile_model
+from trainstyles.pipeline.params import STYLES
+from trainstyles.pipeline.resume import Backup
+from trainstyles.pipeline.styles import clipped, raw, style_module
+from trainstyles.pipeline.training import train_on
 
 SHARED_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
 EXTRA_KEYS = {"train_clipped": {"grad_norm", "clip_norm"}}
@@ -154,7 +154,7 @@ def test_histogram_buckets_are_tensorboards_own(values):
 def test_custom_model_classes_load_in_a_fresh_process_after_importing_the_style(trained):
     _, out = trained["train_clipped"]
     code = (
-        "import keras, trainstyles.styles.clipped\n"
+        "import keras, trainstyles.pipeline.styles.clipped\n"
         f"model = keras.models.load_model({str(out / 'best.keras')!r})\n"
         "print(type(model).__name__, model.clip_norm)"
     )

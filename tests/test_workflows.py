@@ -21,7 +21,7 @@ from conftest import (
     dvc,
     edit_params,
 )
-from trainstyles.commands import stages_run
+from trainstyles.tools.commands import stages_run
 
 pytestmark = pytest.mark.slow
 WORKFLOWS = REPO / ".github" / "workflows"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIT_STYLES, REPO
-from trainstyles.params import STYLES
+from trainstyles.pipeline.params import STYLES
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,9 @@ TRAIN = """
 import sys, tempfile
 from pathlib import Path
 from conftest import learnable_split, tiny_params
-from trainstyles.resume import Backup
-from trainstyles.styles import style_module
-from trainstyles.training import train_on
+from trainstyles.pipeline.resume import Backup
+from trainstyles.pipeline.styles import style_module
+from trainstyles.pipeline.training import train_on
 
 jit, dump, *styles = sys.argv[1:]
 for style in styles:

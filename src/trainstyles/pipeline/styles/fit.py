@@ -4,9 +4,9 @@ import keras
 import tensorflow as tf
 
 from trainstyles import StageError
-from trainstyles.model import build_model, compile_model
-from trainstyles.params import FitStyleParams, Params
-from trainstyles.styles import Run
+from trainstyles.pipeline.model import build_model, compile_model
+from trainstyles.pipeline.params import FitStyleParams, Params
+from trainstyles.pipeline.styles import Run
 
 
 def train(params: Params, run: Run) -> tuple[keras.Model, dict]:

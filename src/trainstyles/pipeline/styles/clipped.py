@@ -6,12 +6,12 @@ from functools import partial
 import keras
 import tensorflow as tf
 
-from trainstyles.model import build_model, compile_model
-from trainstyles.params import Params
-from trainstyles.replicas import summed_gradients
-from trainstyles.styles import Run
-from trainstyles.styles.fit import fit_with_zoo
-from trainstyles.styles.step import StepModel
+from trainstyles.pipeline.model import build_model, compile_model
+from trainstyles.pipeline.params import Params
+from trainstyles.pipeline.replicas import summed_gradients
+from trainstyles.pipeline.styles import Run
+from trainstyles.pipeline.styles.fit import fit_with_zoo
+from trainstyles.pipeline.styles.step import StepModel
 
 # The equivalence proof: with an infinite clip norm, the same weights as train_step, to the bit.
 SAME_MATH_AS = "train_step"

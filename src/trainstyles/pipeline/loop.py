@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from trainstyles import StageError
-from trainstyles.data import EpochBatches
+from trainstyles.pipeline.data import EpochBatches
 
 
 def on_every_replica(step: Callable, jit_compile: bool) -> Callable:

@@ -17,8 +17,9 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from trainstyles import StageError, StageWarning
-from trainstyles.commands import dvc, git, stages_run
-from trainstyles.machine import fingerprint, kind_differences, run_machines
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.tools.commands import dvc, git, stages_run
+from trainstyles.tools.machines import kind_differences, run_machines
 
 
 def reproduce_here(root: Path) -> list[str]:
@@ -47,8 +48,8 @@ def fill_from_remote(root: Path) -> None:
     try:
         dvc("fetch", cwd=root)
     except StageError as error:
-        said = f"the DVC remote lacks part of the base's run, which is trained here: {error}"
-        warnings.warn(said, StageWarning, stacklevel=2)
+        message = f"the DVC remote lacks part of the base's run, which is trained here: {error}"
+        warnings.warn(message, StageWarning, stacklevel=2)
 
 
 @contextmanager
@@ -96,8 +97,3 @@ def values_diff(old: dict[str, dict], new: dict[str, dict]) -> dict[str, dict]:
         if changes:
             diff[path] = changes
     return diff
-
-
-def difference(before: dict, after: dict, key: str) -> float | None:
-    numbers = (before.get(key), after.get(key))
-    return numbers[1] - numbers[0] if all(isinstance(n, int | float) for n in numbers) else None

@@ -3,7 +3,8 @@
 They live in .backup/<stage>/, outside the stage's DVC outs, because DVC deletes a stage's outs
 before it runs the stage. Each completed epoch becomes a directory of its own, renamed into place
 only when whole, so a kill at any instant leaves the previous point or the new one, never half of
-one. Points made with other params, code or data are discarded, never resumed.
+one. A point made with other inputs is discarded, never resumed: the inputs are what DVC re-runs
+the stage for (run_fingerprint), so an edit that cannot change the run keeps the point.
 """
 
 import hashlib
@@ -17,19 +18,32 @@ from typing import ClassVar
 
 import keras
 import numpy as np
+from ruamel.yaml import YAML
 
-from trainstyles.data import Split
-from trainstyles.params import Params
+from trainstyles import StageError
+from trainstyles.pipeline.data import Split
+from trainstyles.pipeline.params import Params
 
 BACKUP_DIR = Path(".backup")
 STATE_FILE = "state.json"
+# The checkout this code runs from (DVC's stages put its src/ first on PYTHONPATH): its dvc.yaml
+# names each stage's code deps, as paths from here.
+CHECKOUT = Path(__file__).resolve().parents[3]
 
 
-def run_fingerprint(params: Params, *splits: Split) -> str:
-    """What a run's result depends on: all params, the package's code and the training data."""
-    digest = hashlib.sha256(params.model_dump_json().encode())
-    for source in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(source.read_bytes())
+def run_fingerprint(stage: str, params: Params, *splits: Split, checkout: Path = CHECKOUT) -> str:
+    """What DVC re-runs `stage` for, as dvc.yaml lists it: its own code deps (the files; its
+    data deps are the `splits`, hashed as read), the params sections it reads, and the data.
+    An edit to a tool, to another style's module or to another style's params keeps the point."""
+    stages = YAML(typ="safe").load(checkout / "dvc.yaml")["stages"]
+    if stage not in stages:
+        raise StageError(f"dvc.yaml has no stage {stage!r}: its resume points have no inputs")
+    values = params.model_dump(mode="json")
+    sections = {name: values[name] for name in stages[stage].get("params", [])}
+    digest = hashlib.sha256(json.dumps(sections, sort_keys=True).encode())
+    for dep in stages[stage]["deps"]:
+        if (checkout / dep).is_file():
+            digest.update(dep.encode() + b"\0" + (checkout / dep).read_bytes())
     for split in splits:
         digest.update(np.ascontiguousarray(split.images))
         digest.update(np.ascontiguousarray(split.labels))

@@ -79,12 +79,12 @@ def run_stage(main: Callable[[], str], name: str | None = None) -> None:
     an interrupt leaves nothing partial behind for DVC to cache.
     """
     stage = name or Path(sys.argv[0]).stem
-    said: list[str] = []
+    warned: list[str] = []
     show = warnings.showwarning
 
     def keep_stage_warnings(message, category, *where):
         if issubclass(category, StageWarning):
-            said.append(str(message))
+            warned.append(str(message))
         else:
             show(message, category, *where)
 
@@ -107,6 +107,6 @@ def run_stage(main: Callable[[], str], name: str | None = None) -> None:
         # The shell's exit status for a command ended by a signal: 128 + its number.
         end_stage(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
     print(f"{stage}: {summary}")
-    for warning in said:
+    for warning in warned:
         print(f"{stage}: warning: {warning}", file=sys.stderr)
     end_stage(0)

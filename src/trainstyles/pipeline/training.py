@@ -1,23 +1,24 @@
-"""The frame around each training style: determinism, data in, timed training, outputs out."""
+"""The trainer around each style's train(): determinism, data in, timed training, outputs out."""
 
 import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import keras
 
 from trainstyles import StageError, StageWarning
-from trainstyles.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
-from trainstyles.data import EpochBatches, Split, batches, load_split
-from trainstyles.determinism import deterministic_kernels
-from trainstyles.distribute import distribution, is_chief
-from trainstyles.gpu import use_devices
-from trainstyles.loop import progress_verbosity
-from trainstyles.machine import fingerprint
-from trainstyles.outputs import (
+from trainstyles.pipeline.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
+from trainstyles.pipeline.data import EpochBatches, Split, batches, load_split
+from trainstyles.pipeline.determinism import deterministic_kernels
+from trainstyles.pipeline.distribute import distribution, is_chief
+from trainstyles.pipeline.gpu import use_devices
+from trainstyles.pipeline.loop import progress_verbosity
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.outputs import (
     CHANCE_MARGIN,
     at_chance,
     epoch_rows,
@@ -26,15 +27,19 @@ from trainstyles.outputs import (
     write_csv,
     write_json,
 )
-from trainstyles.params import CallbackParams, DistributeParams, Params, check_style, load_params
-from trainstyles.resume import (
+from trainstyles.pipeline.params import (
+    CallbackParams,
+    DistributeParams,
+    Params,
+)
+from trainstyles.pipeline.resume import (
     BACKUP_DIR,
     Backup,
     BackupAndResume,
     epochs_kept,
     run_fingerprint,
 )
-from trainstyles.stage import (
+from trainstyles.pipeline.stage import (
     LOGS_DIR,
     MACHINE_DIR,
     MODELS_DIR,
@@ -43,7 +48,7 @@ from trainstyles.stage import (
     TIMING_DIR,
     deliver_interrupts,
 )
-from trainstyles.styles import Run, style_module
+from trainstyles.pipeline.styles import Run, style_module
 
 REPRO = "`dvc repro`"  # what an interrupted trainer tells its user to run next
 
@@ -73,30 +78,39 @@ def train_on(
     keras.utils.set_random_seed(params.seed)
     train_batches = epoch_batches(train_split, params.train.batch_size, params.seed)
 
-    def callbacks_around_zoo(
-        zoo_params: CallbackParams, history: keras.callbacks.History, **settings: float
-    ) -> list[keras.callbacks.Callback]:
-        zoo = fit_callbacks(zoo_params, backup.best_model, log_dir)
-        # Order matters: the zoo updates on each epoch's end before the backup records it.
-        return [
-            StartEpoch(train_batches),
-            TerminateOnNaN(),
-            LogSettings(**settings),
-            *zoo,
-            history,
-            BackupAndResume(backup, history, zoo),
-        ]
-
     run = Run(
         train_batches=train_batches,
         val_batches=batches(val_split, params.train.batch_size),
         backup=backup,
         log_dir=log_dir,
         verbose=progress_verbosity(),
-        fit_callbacks=callbacks_around_zoo,
+        fit_callbacks=partial(callbacks_around_zoo, train_batches, backup, log_dir),
     )
     with strategy.scope():
         return train(params, run)
+
+
+def callbacks_around_zoo(
+    train_batches: EpochBatches,
+    backup: Backup,
+    log_dir: Path,
+    zoo_params: CallbackParams,
+    history: keras.callbacks.History,
+    **settings: float,
+) -> list[keras.callbacks.Callback]:
+    """fit()'s callbacks (`Run.fit_callbacks`, its first three arguments bound): the zoo that
+    `zoo_params` names, and around it each epoch's batch order, a stop on NaN, the `settings`
+    logged each epoch, History, and the resume points."""
+    zoo = fit_callbacks(zoo_params, backup.best_model, log_dir)
+    # Order matters: the zoo updates on each epoch's end before the backup records it.
+    return [
+        StartEpoch(train_batches),
+        TerminateOnNaN(),
+        LogSettings(**settings),
+        *zoo,
+        history,
+        BackupAndResume(backup, history, zoo),
+    ]
 
 
 def where_to_write(style: str, params: DistributeParams) -> tuple[Path, Path, Path | None]:
@@ -130,17 +144,16 @@ def interrupted(backup: Backup | None, backup_dir: Path, epochs: int) -> str:
     return f"interrupted {when}; no resume point: {REPRO} starts again from epoch 1"
 
 
-def train_style(style: str, train: TrainFn | None = None) -> str:
-    """Train one style on data/split/{train,val} and write its model, curves, timing and logs.
-    `train` stands in for the style module's train() (the distribution tests keep weights).
+def train_style(style: str, params: Params, train: TrainFn | None = None) -> str:
+    """Train one style (stages/train.py has checked its name and read `params`) on
+    data/split/{train,val} and write its model, curves, timing and logs. `train` stands in for
+    the style module's train() (the distribution tests keep weights).
 
     The test split is deliberately not read here: no training decision may see it. The curves
     (one row per epoch) are the style's record: `evaluate` sums them up beside the test score,
     in one metrics file per style. A run that was killed resumes from its last completed epoch
     (see resume.py); one interrupted (Ctrl-C, SIGTERM) says in which epoch, and from where.
     """
-    check_style(style)
-    params = load_params()
     train = train or style_module(style).train
     out, backup_dir, scratch = where_to_write(style, params.distribute)
     backup = None
@@ -151,7 +164,7 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
             devices = devices[:1]  # TensorFlow places every op on its first device
         print(f"{style}: training on {', '.join(devices)}", flush=True)
         train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-        backup = Backup(backup_dir, run_fingerprint(params, train_split, val_split))
+        backup = Backup(backup_dir, run_fingerprint(style, params, train_split, val_split))
         resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
         if not resumed_after:
             shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
@@ -190,8 +203,8 @@ def train_style(style: str, train: TrainFn | None = None) -> str:
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (stage.interrupt_on_signals)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)  # a worker's resume points: none resumes
-        said = interrupted(backup, backup_dir, getattr(params, style).epochs)
-        raise type(interrupt)(said) from None
+        message = interrupted(backup, backup_dir, getattr(params, style).epochs)
+        raise type(interrupt)(message) from None
     if at_chance(metrics, params.model.num_classes):
         chance = 1 / params.model.num_classes
         warnings.warn(

@@ -3,11 +3,11 @@
 import keras
 import tensorflow as tf
 
-from trainstyles.model import build_model, compile_model
-from trainstyles.params import Params
-from trainstyles.replicas import track_mean_loss
-from trainstyles.styles import Run
-from trainstyles.styles.fit import fit_with_zoo
+from trainstyles.pipeline.model import build_model, compile_model
+from trainstyles.pipeline.params import Params
+from trainstyles.pipeline.replicas import track_mean_loss
+from trainstyles.pipeline.styles import Run
+from trainstyles.pipeline.styles.fit import fit_with_zoo
 
 # The equivalence proof: with the same epochs and callbacks, the same weights as fit(), to the bit.
 SAME_MATH_AS = "train_fit"

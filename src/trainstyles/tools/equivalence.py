@@ -7,7 +7,7 @@ module that names a style it must equal (`SAME_MATH_AS`) is a claim: trained wit
 settings at their neutral values (`NEUTRAL_SETTINGS`, such as an infinite clip norm), it must
 end with the same weights, to the bit, and the same per-epoch losses.
 
-    python -m trainstyles.equivalence [--epochs 2] [--train-limit N]
+    python -m trainstyles.tools.equivalence [--epochs 2] [--train-limit N]
 """
 
 import argparse
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from trainstyles import StageError
-from trainstyles.data import Split, load_split
-from trainstyles.gpu import use_devices
-from trainstyles.params import STYLES, Params, load_params
-from trainstyles.resume import Backup
-from trainstyles.stage import SPLIT_DIR
-from trainstyles.styles import style_module
-from trainstyles.training import train_on
+from trainstyles.pipeline.data import Split, load_split
+from trainstyles.pipeline.gpu import use_devices
+from trainstyles.pipeline.params import STYLES, Params, load_params
+from trainstyles.pipeline.resume import Backup
+from trainstyles.pipeline.stage import SPLIT_DIR
+from trainstyles.pipeline.styles import style_module
+from trainstyles.pipeline.training import train_on
 
 MODULES = {style: style_module(style) for style in STYLES}
 # (style, the style it must equal), in the order of the styles.

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from trainstyles.data import IMAGE_SIZE
-from trainstyles.params import ModelParams, TrainParams
+from trainstyles.pipeline.data import IMAGE_SIZE
+from trainstyles.pipeline.params import ModelParams, TrainParams
 
 
 def build_model(params: ModelParams, model_class: type[keras.Model] = keras.Model) -> keras.Model:

@@ -7,14 +7,14 @@ import keras
 import numpy as np
 
 from trainstyles import StageError
-from trainstyles.data import CLASS_NAMES, Split, features
-from trainstyles.model import loss_function
-from trainstyles.params import STYLES
-from trainstyles.styles import style_module
+from trainstyles.pipeline.data import CLASS_NAMES, Split, features
+from trainstyles.pipeline.model import loss_function
+from trainstyles.pipeline.params import STYLES
+from trainstyles.pipeline.styles import style_module
 
 PREDICT_BATCH_SIZE = 256  # inference only; the logits are recorded as this size gives them
 # Importing a style's module registers its own model class, if it has one, with Keras, so that
-# its saved model loads. The style modules hold no training frame: evaluate does not depend on
+# its saved model loads. The style modules hold none of the trainer: evaluate does not depend on
 # how training resumes, logs or checkpoints.
 STYLE_MODULES = [style_module(style) for style in STYLES]
 

@@ -27,3 +27,17 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table, as the report, the sweep and the bench write theirs."""
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def cell(value, digits: int = 4, sign: str = "") -> str:
+    """A value as a table cell shows it: a figure rounded to `digits`; params diffs also bring
+    strings, lists and booleans."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1000):
+        return f"{value:{sign},.0f}"
+    if isinstance(value, float):
+        return f"{value:{sign}.{digits}f}"
+    return str(value)

@@ -3,17 +3,17 @@
 import keras
 import tensorflow as tf
 
-from trainstyles.loop import (
+from trainstyles.pipeline.loop import (
     EpochSummaries,
     ResumePoint,
     distributed,
     on_every_replica,
     several_steps,
 )
-from trainstyles.model import build_model, loss_function
-from trainstyles.params import Params
-from trainstyles.replicas import share_of_mean_loss, track_mean_loss
-from trainstyles.styles import Run
+from trainstyles.pipeline.model import build_model, loss_function
+from trainstyles.pipeline.params import Params
+from trainstyles.pipeline.replicas import share_of_mean_loss, track_mean_loss
+from trainstyles.pipeline.styles import Run
 
 # The equivalence proof: with the same epochs, the same weights as fit(), to the bit.
 SAME_MATH_AS = "train_fit"

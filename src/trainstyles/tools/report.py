@@ -3,7 +3,7 @@ hands to Keras, the seed sweep's noise and the styles compared within it, and wh
 against a git revision, each change labelled beyond or within noise. The page is also the pull
 request's comment body (CML uploads the PNGs it links).
 
-    python -m trainstyles.report [--against REV [--same-machine]] [--out report]
+    python -m trainstyles.tools.report [--against REV [--same-machine]] [--out report]
 
 It reads what the pipeline wrote (metrics, machines), the sweep's record, and DVC's own views:
 `dvc plots show` (each plot of dvc.yaml as its Vega-Lite spec, filled with the data, which
@@ -18,36 +18,27 @@ import ast
 import io
 import json
 import re
-import statistics
 import tokenize
 from collections.abc import Mapping
 from pathlib import Path
 
 import vl_convert
 
-from trainstyles import StageError, noise
-from trainstyles.commands import dvc
-from trainstyles.machine import (
-    comparison,
-    describe,
-    differences,
-    fingerprint,
-    kind_name,
-    run_machines,
-)
-from trainstyles.noise import RECORDS_DIR, Noise, noise_for
-from trainstyles.outputs import at_chance
-from trainstyles.pages import README, replace_block, table
-from trainstyles.params import STYLES, load_params
-from trainstyles.same_machine import base_worktree, metric_values, reproduce_here, values_diff
-from trainstyles.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
+from trainstyles import StageError
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.outputs import at_chance
+from trainstyles.pipeline.params import STYLES, load_params
+from trainstyles.pipeline.stage import METRICS_DIR, PLOTS_DIR, TIMING_DIR, run_stage
+from trainstyles.pipeline.styles import style_source, trains_through_fit
+from trainstyles.tools import noise
+from trainstyles.tools.commands import dvc
+from trainstyles.tools.machines import comparison, describe, differences, kind_name, run_machines
+from trainstyles.tools.noise import RECORDS_DIR, Reference, reference_for
+from trainstyles.tools.noise_page import sweep_tables
+from trainstyles.tools.pages import README, cell, replace_block, table
+from trainstyles.tools.same_machine import base_worktree, metric_values, reproduce_here, values_diff
 
-STYLE_MODULES = Path(__file__).parent / "styles"
 CONFUSION_DIR = PLOTS_DIR / "confusion"  # evaluate's test-set predictions, a file per style
-
-
-def style_source(style: str) -> Path:
-    return STYLE_MODULES / f"{style.removeprefix('train_')}.py"
 
 
 def style_summary(style: str) -> str:
@@ -79,23 +70,6 @@ def read_json(path: Path) -> dict:
         raise StageError(f"cannot read {path} ({error}): run `dvc repro` first") from None
 
 
-def number(value, digits: int = 4, sign: str = "") -> str:
-    """A figure as the tables show it; params diffs also bring strings, lists and booleans."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1000):
-        return f"{value:{sign},.0f}"
-    if isinstance(value, float):
-        return f"{value:{sign}.{digits}f}"
-    return str(value)
-
-
-def p_value(p: float | None) -> str:
-    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def styles_table(
     results: Mapping[str, dict], timing: Mapping[str, dict] | None, classes: int
 ) -> str:
@@ -105,13 +79,13 @@ def styles_table(
     rows = [
         [
             f"`{style}`" + (" ⚠ did not learn" if at_chance(results[style], classes) else ""),
-            number(results[style]["test_accuracy"]),
-            number(results[style]["test_loss"]),
-            number(results[style]["epochs_run"]),
-            number(results[style]["best_epoch"]),
+            cell(results[style]["test_accuracy"]),
+            cell(results[style]["test_loss"]),
+            cell(results[style]["epochs_run"]),
+            cell(results[style]["best_epoch"]),
         ]
         + (
-            [number(timing[style]["train_seconds"], 1), number(timing[style]["samples_per_second"])]
+            [cell(timing[style]["train_seconds"], 1), cell(timing[style]["samples_per_second"])]
             if timing
             else []
         )
@@ -120,24 +94,16 @@ def styles_table(
     return table(header, rows)
 
 
-def spread(band: dict, digits: int = 4) -> tuple[str, str]:
-    """'mean ± sd' and 'min–max' of one metric over the sweep."""
-    return (
-        f"{number(band['mean'], digits)} ± {number(band['sd'], digits)}",
-        f"{number(band['min'], digits)}–{number(band['max'], digits)}",
-    )
-
-
-def sweep_section(chosen: Noise, params: dict) -> str:
+def sweep_section(reference: Reference, params: dict) -> str:
     """The sweep's tables, under a heading that says which record judges the run and why, with
     a note where the params have moved since."""
-    record = chosen.record
+    record = reference.record
     if record is None:
         return f"## Noise\n\nNo sweep record ({RECORDS_DIR}/): run `make sweep` to measure it."
     lines = [
         f"## Noise: every style over {len(record['runs'])} seeds on {kind_name(record['machine'])}",
-        chosen.line,
-        sweep_tables(record, chosen.path),
+        reference.reason,
+        sweep_tables(record, reference.path),
     ]
     changed = noise.params_apart(record, params)
     if changed:
@@ -148,70 +114,6 @@ def sweep_section(chosen: Noise, params: dict) -> str:
     return "\n\n".join(lines)
 
 
-def records_tables(found: Mapping[Path, dict]) -> str:
-    """docs/noise.md's tables: each machine kind's record under a heading of its own."""
-    return "\n\n".join(
-        f"#### {kind_name(record['machine'])}\n\n{sweep_tables(record, path)}"
-        for path, record in found.items()
-    )
-
-
-def sweep_tables(record: dict, path: Path) -> str:
-    """Each style's spread over the sweep, and each pair of styles compared run by run."""
-    runs, seeds = len(record["runs"]), record["seeds"]
-    header = [
-        "style", "test accuracy", "range", "test loss", "range", "best val accuracy", "epochs",
-        "acceptance floor",
-    ]  # fmt: skip
-    rows = [
-        [
-            f"`{style}`",
-            *spread(band["test_accuracy"]),
-            *spread(band["test_loss"]),
-            spread(band["best_val_accuracy"])[0],
-            spread(band["epochs_run"], 1)[0],
-            number(noise.floor(band["test_accuracy"])),
-        ]
-        for style, band in (
-            (style, record["summary"][style]) for style in noise.swept_styles(record)
-        )
-    ] + [
-        [f"`{style}`", "not in the sweep", *[""] * (len(header) - 2)]
-        for style in STYLES
-        if style not in record["summary"]
-    ]
-    pair_rows = [
-        [
-            f"`{pair['pair'][0]}` − `{pair['pair'][1]}`",
-            f"`{metric}`",
-            f"{number(statistics.fmean(pair['differences']), sign='+')} ± "
-            f"{number(statistics.stdev(pair['differences']))}",
-            number(pair.get("t"), 2),
-            p_value(pair.get("p_holm")),
-            f"**{pair['verdict']}**" if pair["verdict"] == "beyond noise" else pair["verdict"],
-        ]
-        for metric in noise.COMPARED
-        for pair in noise.paired(record, metric)
-    ]
-    return "\n\n".join(
-        [
-            f"{runs} runs, seeds {seeds[0]}–{seeds[-1]}, each with its own summation order "
-            f"(`model.hidden_order` {record['hidden_orders'][0]}–{record['hidden_orders'][-1]}), "
-            f"on {describe(record['machine'])}: {record['seconds'] / 60:.0f} min in all, "
-            f"{record['seconds'] / runs / 60:.1f} min a run "
-            f"(`{path}`, written by `make sweep`). Mean ± sd and range over the runs; the "
-            f"acceptance floor of `make test-real` is mean − {noise.FLOOR_SDS} sd.",
-            table(header, rows),
-            "**The styles compared seed by seed.** Every run trains all styles with one seed, so "
-            "each pair is judged on its per-run differences: a paired t-test over the "
-            f"{runs} runs, two-sided, Holm-corrected over the pairs, at {noise.ALPHA:.0%}.",
-            table(
-                ["pair", "metric", "difference, mean ± sd", "t", "p (Holm)", "verdict"], pair_rows
-            ),
-        ]
-    )
-
-
 def altitude_table() -> str:
     """The tutorial's "choosing your altitude": what each style writes itself, in how much code."""
     header = ["style", "how it trains", "lines of code in its module"]
@@ -219,16 +121,11 @@ def altitude_table() -> str:
         [f"`{style}`", style_summary(style), str(code_lines(style_source(style)))]
         for style in STYLES
     ]
-    sources = {style: style_source(style).read_text() for style in STYLES}
-    through_fit = [
-        f"`{style}`"
-        for style, source in sources.items()
-        if "fit_with_zoo(" in source and "def fit_with_zoo(" not in source
-    ]
+    through_fit = [f"`{style}`" for style in STYLES if trains_through_fit(style)]
     if not through_fit:
         return table(header, rows)
     return (
-        table(header, rows) + f"\n\n{', '.join(through_fit)} also call `fit.py`'s "
+        table(header, rows) + f"\n\n{', '.join(through_fit)} train through `fit.py`'s "
         "`fit_with_zoo`, the same fit() and callback zoo: overriding train_step keeps all else."
     )
 
@@ -259,10 +156,10 @@ def diff_rows(diff: Mapping[str, Mapping[str, dict]], record: dict | None) -> li
                 [
                     f"`{path}`",
                     f"`{key}`",
-                    number(change.get("old")),
-                    number(change.get("new")),
-                    number(change.get("diff"), sign="+"),
-                    number(bound),
+                    cell(change.get("old")),
+                    cell(change.get("new")),
+                    cell(change.get("diff"), sign="+"),
+                    cell(bound),
                     f"**{label}**" if label == "beyond noise" else label,
                 ]
             )
@@ -294,10 +191,10 @@ def machines_summary(recorded: Mapping[str, dict | None], here: dict) -> str:
     return f"Trained on {kinds}. Here, {comparison(here, recorded, 'the run')}."
 
 
-def diff_section(revision: str, chosen: Noise, here: dict, same_machine: bool) -> str:
+def diff_section(revision: str, reference: Reference, here: dict, same_machine: bool) -> str:
     """Params and metrics against `revision`: DVC's diffs, or with `same_machine` the metrics
     of `revision` reproduced here against the workspace reproduced here."""
-    record = chosen.record
+    record = reference.record
     sections = [
         f"## Against `{revision}`" + (", both reproduced on this machine" if same_machine else "")
     ]
@@ -336,7 +233,7 @@ def diff_section(revision: str, chosen: Noise, here: dict, same_machine: bool) -
     rule = (
         f" A change is beyond noise when it exceeds k·sd of its metric over the sweep's "
         f"{len(record['runs'])} runs, k = {noise.k_factor(len(record['runs'])):.2f} "
-        f"(a 99 % prediction bound for two runs). {chosen.line}"
+        f"(a 99 % prediction bound for two runs). {reference.reason}"
         if record
         else ""
     )
@@ -419,7 +316,7 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     params = load_params()
     here = fingerprint(params.train.intra_op_threads)
     # The run is judged on its own machine's kind, which is not always this one's.
-    chosen = noise_for(noise.judged_machine() or here)
+    reference = reference_for(noise.run_machine() or here)
     out.mkdir(parents=True, exist_ok=True)
     plots = render_plots(dvc_plots(), out)
     # The confusion matrices, plotted from evaluate's per-file data, go with the agreement.
@@ -427,7 +324,7 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
     agreement = table(
         ["pair", "same prediction", "identical weights"],
         [
-            [f"`{pair}`", number(share), number(agreement_figures["identical_weights"][pair])]
+            [f"`{pair}`", cell(share), cell(agreement_figures["identical_weights"][pair])]
             for pair, share in agreement_figures["agreement"].items()
         ],
     )
@@ -444,11 +341,11 @@ def write_report(out: Path, revision: str | None, same_machine: bool = False) ->
         *(link for plot_id, link in plots.items() if plot_id not in confusion),
         "## How the styles agree on the test set\n\n" + agreement,
         *(link for plot_id, link in plots.items() if plot_id in confusion),
-        sweep_section(chosen, params.model_dump()),
+        sweep_section(reference, params.model_dump()),
         "## Choosing your altitude\n\n" + altitude_table(),
     ]
     if revision:
-        parts.append(diff_section(revision, chosen, here, same_machine))
+        parts.append(diff_section(revision, reference, here, same_machine))
     page = out / "report.md"
     page.write_text("\n\n".join(parts) + "\n")
     return page
@@ -464,7 +361,7 @@ def committed_run_block() -> str:
 
 
 def main() -> str:
-    parser = argparse.ArgumentParser(prog="python -m trainstyles.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m trainstyles.tools.report", description=__doc__)
     parser.add_argument("--against", metavar="REV", help="git revision to diff metrics against")
     parser.add_argument(
         "--same-machine",

@@ -143,7 +143,7 @@ class Params(SharedParams):
     """All of params.yaml. Its sections after the shared ones are the styles, in the order they
     are shown: this is the one list of styles (STYLES) that the stages, evaluate, the report,
     the equivalence proof, the bench and the tests read. A style `train_<name>` is its params
-    section here, its module `trainstyles/styles/<name>.py` and its stage in dvc.yaml."""
+    section here, its module `trainstyles/pipeline/styles/<name>.py` and its stage in dvc.yaml."""
 
     train_fit: FitStyleParams
     train_step: FitStyleParams

@@ -1,5 +1,5 @@
 """The tutorial's callback zoo, built from params for the styles that train through fit(), and
-the callbacks the frame adds around it."""
+the callbacks the trainer adds around it."""
 
 import warnings
 from pathlib import Path
@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram.metadata import create_summary_metadata
 
-from trainstyles.data import EpochBatches
-from trainstyles.loop import divergence
-from trainstyles.params import CallbackParams
+from trainstyles.pipeline.data import EpochBatches
+from trainstyles.pipeline.loop import divergence
+from trainstyles.pipeline.params import CallbackParams
 
 # Keras 3 warns on every tf.data input that fit()'s default shuffle=True is ignored. Harmless:
 # our training batches shuffle themselves, seeded, inside the dataset (data.batches).

@@ -1,7 +1,7 @@
 """The seed sweep: every style trained N more times, through DVC's experiment queue, and the
 spread of each metric written to a record in git.
 
-    python -m trainstyles.sweep [--seeds 5] [--replace]     (make sweep SEEDS=5)
+    python -m trainstyles.tools.sweep [--seeds 5] [--replace]     (make sweep SEEDS=5)
 
 Run i (1 to N) trains with `seed` + i and `model.hidden_order` + i: a new seed and a new
 summation order, so the spread holds both seed luck and rounding, the stand-in for another
@@ -10,7 +10,7 @@ committed run's figures, from whatever machine made them, instead of training he
 are queued experiments named sweep-<seed>, run one at a time in temporary copies: the
 workspace and its committed run stay as they are, and `dvc exp show` lists the runs afterwards.
 Earlier runs of the same names are replaced. The record is this machine kind's,
-sweep/<kind>.json, beside the other kinds' (noise.noise_for chooses among them).
+sweep/<kind>.json, beside the other kinds' (noise.reference_for chooses among them).
 """
 
 import argparse
@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 
 from trainstyles import StageError
-from trainstyles.commands import dvc, git
-from trainstyles.machine import fingerprint, read_at
-from trainstyles.noise import record_path, records, shared_params, summarise_runs
-from trainstyles.outputs import write_json
-from trainstyles.pages import NOISE_PAGE, replace_block
-from trainstyles.params import STYLES, Params, load_params
-from trainstyles.report import records_tables
-from trainstyles.stage import MACHINE_DIR, METRICS_DIR, run_stage
+from trainstyles.pipeline.machine import fingerprint
+from trainstyles.pipeline.outputs import write_json
+from trainstyles.pipeline.params import STYLES, Params, load_params
+from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR, run_stage
+from trainstyles.tools.commands import dvc, git
+from trainstyles.tools.machines import read_at
+from trainstyles.tools.noise import record_path, records, shared_params, summarise_runs
+from trainstyles.tools.noise_page import records_tables
+from trainstyles.tools.pages import NOISE_PAGE, replace_block
 
 DEFAULT_RUNS = 5
 
@@ -138,7 +139,7 @@ def sweep_record(params: Params, results: list[dict], seconds: float) -> dict:
 
 
 def main() -> str:
-    parser = argparse.ArgumentParser(prog="python -m trainstyles.sweep", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m trainstyles.tools.sweep", description=__doc__)
     parser.add_argument(
         "--seeds", type=int, help="how many runs (default: as many as the record has, at least 5)"
     )

@@ -23,8 +23,14 @@ from pathlib import Path
 
 from scipy import stats
 
-from trainstyles.machine import differences, kind_differences, kind_name, kind_slug, run_machines
-from trainstyles.params import STYLES
+from trainstyles.pipeline.params import STYLES
+from trainstyles.tools.machines import (
+    differences,
+    kind_differences,
+    kind_name,
+    kind_slug,
+    run_machines,
+)
 
 RECORDS_DIR = Path("sweep")  # a record per machine kind, side by side
 VARIED = ("seed", "hidden_order")  # what differs from run to run, kept out of the record's params
@@ -37,12 +43,13 @@ COMPARED = ("test_accuracy", "test_loss")
 
 
 @dataclass(frozen=True)
-class Noise:
-    """The record that judges a run, where it is, and one line saying which and why."""
+class Reference:
+    """The sweep record a run is judged against (its reference noise), where that record is, and
+    one sentence, `reason`, saying which record and why."""
 
     record: dict | None
     path: Path | None
-    line: str
+    reason: str
 
 
 def record_path(machine: dict, directory: Path = RECORDS_DIR) -> Path:
@@ -54,17 +61,17 @@ def records(directory: Path = RECORDS_DIR) -> dict[Path, dict]:
     return {path: json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))}
 
 
-def judged_machine(root: Path = Path()) -> dict | None:
-    """The machine the run in `root` is judged as: its first recorded style's."""
+def run_machine(root: Path = Path()) -> dict | None:
+    """The machine that trained the run in `root`, as its first recorded style says."""
     return next((machine for machine in run_machines(root=root).values() if machine), None)
 
 
-def noise_for(machine: dict, directory: Path = RECORDS_DIR) -> Noise:
+def reference_for(machine: dict, directory: Path = RECORDS_DIR) -> Reference:
     """The record of `machine`'s kind; where there is none, the nearest (the fewest fingerprint
     keys apart, then the most runs), which stands in and says so."""
     found = records(directory)
     if not found:
-        return Noise(
+        return Reference(
             None, None, f"The run is not judged: {directory}/ holds no sweep record, and "
             "`make sweep` records one."
         )  # fmt: skip
@@ -79,10 +86,10 @@ def noise_for(machine: dict, directory: Path = RECORDS_DIR) -> Noise:
     record = found[path]
     runs = f"{len(record['runs'])} seeded runs"
     if kind_name(record["machine"]) == kind:
-        return Noise(record, path, f"The run is judged by the noise of {runs} on its own kind "
+        return Reference(record, path, f"The run is judged by the noise of {runs} on its own kind "
                                    f"of machine, {kind} ({path}).")  # fmt: skip
     apart = " and ".join(in_plain_words(kind_differences(record["machine"], machine)))
-    return Noise(
+    return Reference(
         record,
         path,
         f"The run is judged by the noise of {runs} on {kind_name(record['machine'])} ({path}), "

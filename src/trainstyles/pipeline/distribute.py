@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from trainstyles.params import DistributeParams
+from trainstyles.pipeline.params import DistributeParams
 
 
 def distribution(params: DistributeParams) -> tf.distribute.Strategy:
