@@ -58,4 +58,4 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, timed=True)

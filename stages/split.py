@@ -18,4 +18,4 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, timed=True)

@@ -22,4 +22,4 @@ def main(style: str) -> str:
 
 if __name__ == "__main__":
     style = " ".join(sys.argv[1:])
-    run_stage(lambda: main(style), name=style or "train")
+    run_stage(lambda: main(style), name=style or "train", timed=True)

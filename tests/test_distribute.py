@@ -146,7 +146,9 @@ def train_and_keep_weights(*args):
     np.savez(weights_path, *model.get_weights())
     return model, history
 
-run_stage(lambda: train_style(style, load_params(), train_and_keep_weights), name=style)
+run_stage(
+    lambda: train_style(style, load_params(), train_and_keep_weights), name=style, timed=True
+)
 """
 
 

@@ -70,6 +70,15 @@ def test_evaluate_reads_each_styles_model_and_curves_and_writes_its_metrics(styl
     assert f"metrics/timing/{style}.json" in PIPELINE["metrics"]
 
 
+def test_what_each_stage_took_is_a_top_level_metric_not_an_out():
+    """run_stage writes metrics/timing/<stage>.json for every stage: `dvc metrics show` lists
+    them all, and no stage hashes them (they differ from run to run)."""
+    assert sorted(PIPELINE["metrics"]) == sorted(f"metrics/timing/{stage}.json" for stage in STAGES)
+    outs = [next(iter(out)) if isinstance(out, dict) else out for s in STAGES.values()
+            for out in s.get("outs", []) + s.get("metrics", [])]  # fmt: skip
+    assert not [out for out in outs if out.startswith("metrics/timing")]
+
+
 def test_the_curves_overlay_every_style_and_only_the_styles():
     stages = {*STYLES, "prepare", "split", "evaluate"}
     assert set(STAGES) == stages

@@ -72,8 +72,22 @@ def test_metrics_show_has_one_row_per_style_with_shared_columns(repo):
     for style in STYLES:
         timing = files[f"metrics/timing/{style}.json"]["data"]
         assert timing["train_seconds"] > 0 and timing["epochs_timed"] == 2
+        assert timing["train_seconds"] < timing["wall_seconds"]
     table = dvc(repo, "metrics", "show")
     assert all(f"metrics/{style}.json" in table for style in STYLES)
+
+
+def test_metrics_show_has_each_stages_wall_time_and_peak_memory(repo):
+    files = next(iter(json.loads(dvc(repo, "metrics", "show", "--json")).values()))["data"]
+    stages = YAML(typ="safe").load(repo / "dvc.yaml")["stages"]
+    for stage in stages:
+        took = files[f"metrics/timing/{stage}.json"]["data"]
+        assert 0 < took["wall_seconds"] < 600, stage
+        assert 10 < took["peak_rss_mb"] < 100_000, stage
+    # The trainers and evaluate load TensorFlow; prepare and split do not.
+    assert files["metrics/timing/split.json"]["data"]["peak_rss_mb"] < min(
+        files[f"metrics/timing/{stage}.json"]["data"]["peak_rss_mb"] for stage in STYLES
+    )
 
 
 def test_curves_have_the_learning_rate_and_the_clip_beside_the_norm(repo):

@@ -45,8 +45,8 @@ from trainstyles.pipeline.stage import (
     MODELS_DIR,
     PLOTS_DIR,
     SPLIT_DIR,
-    TIMING_DIR,
     deliver_interrupts,
+    stage_record,
 )
 from trainstyles.pipeline.styles import Run, style_module
 
@@ -187,16 +187,17 @@ def train_style(style: str, params: Params, train: TrainFn | None = None) -> str
         machine = fingerprint(params.train.intra_op_threads, devices)
         write_json(machine, out / MACHINE_DIR / f"{style}.json")
         epochs_timed = metrics["epochs_run"] - resumed_after
-        write_json(
-            {
-                "train_seconds": round(seconds, 2),
-                "epochs_timed": epochs_timed,
-                "samples_per_second": round(epochs_timed * len(train_split) / seconds)
-                if epochs_timed
-                else 0,
-            },
-            out / TIMING_DIR / f"{style}.json",
-        )
+        # Beside the stage's wall time and memory, in the record run_stage writes on success.
+        record = stage_record()
+        record.figures |= {
+            "train_seconds": round(seconds, 2),
+            "epochs_timed": epochs_timed,
+            "samples_per_second": round(epochs_timed * len(train_split) / seconds)
+            if epochs_timed
+            else 0,
+        }
+        if out == scratch:
+            record.path = None  # not the chief: what this worker took is not the stage's record
         backup.remove()
         if scratch:
             shutil.rmtree(scratch)
