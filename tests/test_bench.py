@@ -2,8 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
 import sys
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from conftest import REPO, learnable_split, tiny_params
 from trainstyles.pipeline.machine import fingerprint
 from trainstyles.pipeline.params import STYLES, ModelParams
-from trainstyles.tools.bench import figures, stages, tables, timing
+from trainstyles.tools.bench import figures, tables, timing
 from trainstyles.tools.bench.__main__ import machine
 from trainstyles.tools.bench.__main__ import main as bench_main
 from trainstyles.tools.commands import copy_worktree
@@ -137,13 +135,6 @@ def test_matmul_throughput_is_a_positive_rate():
     assert 0 < timing.matmul_flops_per_second(64, 64, 64, seconds=0.05) < math.inf
 
 
-def test_peak_rss_reads_this_process_and_zero_for_a_gone_one():
-    assert stages.peak_rss_kb(os.getpid()) > 10_000
-    gone = subprocess.Popen(["true"])
-    gone.wait()  # reaped: its /proc entry is gone
-    assert stages.peak_rss_kb(gone.pid) == 0
-
-
 def test_a_style_is_timed_epoch_by_epoch_after_the_warm_up():
     train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
     timed = timing.timed_style("train_raw", tiny_params(), train, val, epochs=2)
@@ -185,13 +176,6 @@ def test_the_peer_trains_the_same_epochs():
     train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
     seconds = timing.timed_peer(tiny_params(), train, val, epochs=2)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
-
-
-def test_each_stage_process_is_named_by_its_style_or_its_script():
-    python = "/usr/bin/python3"
-    assert stages.stage_of([python, "stages/train.py", "train_raw"]) == "train_raw"
-    assert stages.stage_of([python, "stages/evaluate.py"]) == "evaluate"
-    assert stages.stage_of([python, "-m", "dvc", "repro", "-f"]) is None
 
 
 def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp_path):

@@ -10,75 +10,33 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ruamel.yaml import YAML
+
 from trainstyles.pipeline.params import STYLES
-from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR
+from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR, TIMING_DIR
 from trainstyles.tools.bench.figures import median_range
 from trainstyles.tools.bench.timing import SQUARE_GEMM, matmul_flops_per_second
 from trainstyles.tools.commands import copy_worktree
 from trainstyles.tools.machines import kind_name
 
 
-def peak_rss_kb(pid: int) -> int:
-    """The process's high-water mark of resident memory (Linux's VmHWM), 0 once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
-def stage_of(command_line: list[str]) -> str | None:
-    """The stage a process runs, from its command line: the style that `stages/train.py` is
-    given, or the script's name (`stages/evaluate.py`: evaluate); None for other processes."""
-    for index, arg in enumerate(command_line):
-        if arg.startswith("stages/"):
-            return next(iter(command_line[index + 1 :]), None) or Path(arg).stem
-    return None
-
-
-def watched_repro(repo: Path, env: dict) -> tuple[float, dict]:
-    """`dvc repro -f` in `repo`: its wall time, and each stage's wall time and peak RSS.
-
-    DVC runs each stage as `python stages/<script>.py [style]`; polling the process tree every 50 ms
-    finds it, times it from first to last sight and keeps the highest VmHWM it showed. The
-    high-water mark only grows, so a sample in the stage's last 50 ms is all it can miss.
-    """
-    import psutil  # noqa: PLC0415
-
-    stages: dict[str, dict] = {}
+def timed_repro(repo: Path, env: dict) -> tuple[float, dict]:
+    """`dvc repro -f` in `repo`: its wall time, and each stage's wall time and peak RSS as the
+    stage recorded them itself (stage.run_stage), in the order dvc.yaml lists the stages."""
     start = time.perf_counter()
-    dvc = subprocess.Popen(
+    done = subprocess.run(
         [Path(sys.executable).parent / "dvc", "repro", "-f"],
         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        check=False,
     )  # fmt: skip
-    root = psutil.Process(dvc.pid)
-    while dvc.poll() is None:
-        now = time.perf_counter()
-        try:
-            children = root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            break
-        for child in children:
-            try:
-                stage = stage_of(child.cmdline())
-            except psutil.Error:
-                continue
-            if not stage:
-                continue
-            seen = stages.setdefault(stage, {"first": now, "last": now, "rss_kb": 0})
-            seen["last"] = now
-            seen["rss_kb"] = max(seen["rss_kb"], peak_rss_kb(child.pid))
-        time.sleep(0.05)
     seconds = time.perf_counter() - start
-    if dvc.returncode != 0:
-        raise RuntimeError(f"dvc repro -f failed in {repo}:\n{dvc.stderr.read()}")
-    return seconds, {
-        stage: {"seconds": seen["last"] - seen["first"], "peak_rss_mb": seen["rss_kb"] / 1024}
-        for stage, seen in stages.items()
-    }
+    if done.returncode != 0:
+        raise RuntimeError(f"dvc repro -f failed in {repo}:\n{done.stderr}")
+    stages = {}
+    for stage in YAML(typ="safe").load(repo / "dvc.yaml")["stages"]:
+        took = json.loads((repo / TIMING_DIR / f"{stage}.json").read_text())
+        stages[stage] = {"seconds": took["wall_seconds"], "peak_rss_mb": took["peak_rss_mb"]}
+    return seconds, stages
 
 
 def pipeline_figures(
@@ -90,10 +48,10 @@ def pipeline_figures(
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
         copy = Path(work)
-        copy_worktree(repo, copy)
+        copy_worktree(repo, copy, leave_out=(f"{TIMING_DIR}/",))  # each figure is this run's
         gemm = matmul_flops_per_second(*SQUARE_GEMM)  # how fast the machine was just then
         say(f"dvc repro -f in a copy of the repository ({copy}) ...")
-        full, stages = watched_repro(copy, env)
+        full, stages = timed_repro(copy, env)
         say(f"dvc repro -f: {full:.1f} s")
         # How many epochs each style trained in that run, for its fixed overhead.
         epochs_run = {
