@@ -135,8 +135,9 @@ def run_stage(main: Callable[[], str], name: str | None = None, timed: bool = Fa
             warnings.simplefilter("always", StageWarning)
             warnings.showwarning = keep_stage_warnings
             summary = main()
-        if path := stage_record().path:
-            write_json(resources_used(time.perf_counter() - start) | stage_record().figures, path)
+        record = stage_record()
+        if record.path:
+            write_json(resources_used(time.perf_counter() - start) | record.figures, record.path)
     except StageError as error:
         print(f"{stage}: error: {error}", file=sys.stderr)
         end_stage(1)
