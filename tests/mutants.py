@@ -131,6 +131,13 @@ MUTANTS = [
         ("tests/test_xla.py",),
     ),
     Mutant(
+        "train.jit_compile: cpu leaves XLA off on a GPU, where op determinism holds the bits",
+        "src/trainstyles/pipeline/determinism.py",
+        "        return not on_gpu and not distributed\n",
+        "        return not distributed\n",
+        ("tests/test_params.py",),
+    ),
+    Mutant(
         "a file output appears whole or not at all",
         "src/trainstyles/pipeline/outputs.py",
         '    temp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")',

@@ -14,7 +14,7 @@ def test_params_yaml_holds_the_tutorial_settings():
     assert (params.seed, params.split.val_size) == (42, 5000)
     assert params.model.hidden_units == [256, 128] and params.model.num_classes == 10
     assert (params.train.batch_size, params.train.learning_rate) == (128, 1e-3)
-    assert (params.train.jit_compile, params.train.steps_per_execution) == (False, 32)
+    assert (params.train.jit_compile, params.train.steps_per_execution) == ("cpu", 32)
     callbacks = params.train_fit.callbacks
     assert (callbacks.early_stopping.monitor, callbacks.early_stopping.patience) == ("val_loss", 3)
     assert callbacks.early_stopping.restore_best_weights
@@ -46,6 +46,12 @@ def test_params_yaml_holds_the_tutorial_settings():
         ("train_raw", "epochs", -1, "train_raw.epochs = -1: input should be greater than 0"),
         ("train", "batch_size", "128", "train.batch_size = '128': input should be a valid integer"),
         ("train", "batch_sise", 64, "train.batch_sise = 64: extra inputs are not permitted"),
+        (
+            "train",
+            "jit_compile",
+            "gpu",
+            "train.jit_compile = 'gpu': input should be 'cpu', true or false",
+        ),
         (
             "distribute",
             "strategy",
@@ -85,3 +91,21 @@ def test_missing_section_is_named(tmp_path):
     path.write_text((REPO / "params.yaml").read_text().replace("train_raw:\n  epochs: 10\n", ""))
     with pytest.raises(StageError, match=r"params.yaml: train_raw: field required"):
         load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("jit_compile", "on_gpu", "distributed", "xla"),
+    [
+        ("cpu", False, False, True),
+        ("cpu", True, False, False),
+        ("cpu", False, True, False),
+        (True, True, True, True),
+        (False, False, False, False),
+    ],
+)
+def test_jit_compile_cpu_asks_for_xla_only_where_the_steps_run_on_one_cpu(
+    jit_compile, on_gpu, distributed, xla
+):
+    from trainstyles.pipeline.determinism import uses_xla  # noqa: PLC0415 - imports TensorFlow
+
+    assert uses_xla(jit_compile, on_gpu, distributed) is xla

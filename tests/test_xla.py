@@ -1,4 +1,5 @@
-"""`train.jit_compile` is a real switch: true compiles every style's steps with XLA, false none.
+"""`train.jit_compile` is a real switch: true compiles every style's steps with XLA, false none,
+and the default, cpu, all of them where they train on a CPU (as every test here does).
 Keras drops XLA from fit() without a word while TensorFlow's op determinism is on, so the
 switch once reached only the raw loop (determinism.deterministic_kernels)."""
 
@@ -27,8 +28,9 @@ from trainstyles.pipeline.styles import style_module
 from trainstyles.pipeline.training import train_on
 
 jit, dump, *styles = sys.argv[1:]
+jit = {"true": True, "false": False}.get(jit, jit)
 for style in styles:
-    params = tiny_params(train={"jit_compile": jit == "true"}, **{style: {"epochs": 1}})
+    params = tiny_params(train={"jit_compile": jit}, **{style: {"epochs": 1}})
     with tempfile.TemporaryDirectory() as work:
         model, _ = train_on(
             style_module(style).train, params, learnable_split(256, 0), learnable_split(64, 1),
@@ -39,7 +41,7 @@ for style in styles:
 """
 
 
-def compiled_by_xla(tmp_path: Path, jit: bool) -> dict[str, tuple[int, str]]:
+def compiled_by_xla(tmp_path: Path, jit: bool | str) -> dict[str, tuple[int, str]]:
     """Each style's count of the modules XLA compiled while it trained, and what its model's
     jit_compile says, from one process that trains them all."""
     dump = tmp_path / "xla"
@@ -63,13 +65,16 @@ def compiled_by_xla(tmp_path: Path, jit: bool) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> dict[bool, dict[str, tuple[int, str]]]:
-    return {jit: compiled_by_xla(tmp_path_factory.mktemp("xla"), jit) for jit in (True, False)}
+def compiled(tmp_path_factory) -> dict[bool | str, dict[str, tuple[int, str]]]:
+    return {
+        jit: compiled_by_xla(tmp_path_factory.mktemp("xla"), jit) for jit in (True, False, "cpu")
+    }
 
 
+@pytest.mark.parametrize("jit", [True, "cpu"])
 @pytest.mark.parametrize("style", STYLES)
-def test_jit_compile_true_trains_each_style_through_xla(compiled, style):
-    modules, said = compiled[True][style]
+def test_jit_compile_true_or_cpu_on_a_cpu_trains_each_style_through_xla(compiled, style, jit):
+    modules, said = compiled[jit][style]
     assert modules > 0, f"{style}: XLA compiled nothing"
     if style in FIT_STYLES:  # what Keras made of compile(jit_compile=True)
         assert said == "True"

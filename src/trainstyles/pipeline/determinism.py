@@ -6,6 +6,19 @@ import tensorflow as tf
 from tensorflow.python.framework.config import disable_op_determinism
 
 
+def uses_xla(jit_compile: str | bool, on_gpu: bool, distributed: bool) -> bool:
+    """Whether `train.jit_compile` compiles the steps with XLA here.
+
+    "cpu" asks for it only where the steps run on one CPU: there XLA's compiled code is fixed
+    for the machine kind, and byte-identical re-runs prove that its bits repeat. On a GPU,
+    TensorFlow's op determinism is what promises them, and Keras cannot have both; under a
+    tf.distribute strategy, XLA cannot reach the variables of the other replicas' devices.
+    """
+    if jit_compile == "cpu":
+        return not on_gpu and not distributed
+    return bool(jit_compile)
+
+
 def deterministic_kernels(intra_op_threads: int, xla: bool = False) -> None:
     """Only deterministic kernels, each op split among a fixed number of threads.
 
@@ -15,7 +28,7 @@ def deterministic_kernels(intra_op_threads: int, xla: bool = False) -> None:
     machine or a container has. TensorFlow fixes its thread pools when it starts: call this
     before its first op.
 
-    With `xla` (`train.jit_compile`), TensorFlow's op determinism is off instead: Keras
+    With `xla` (`uses_xla`), TensorFlow's op determinism is off instead: Keras
     compiles fit() without XLA whenever it is on, without a word, while the raw loop's
     tf.function would still use XLA, and the styles would no longer be the same math. The
     threads stay fixed; that XLA's compiled code repeats its bits is then measured

@@ -43,9 +43,10 @@ class TrainParams(Section):
 
     batch_size: PositiveInt
     learning_rate: PositiveFloat
-    # XLA in every style; it turns TensorFlow's op determinism off (determinism.py). An explicit
-    # choice, never Keras' "auto".
-    jit_compile: bool
+    # XLA in every style: "cpu" where the steps run on one CPU, whose re-runs prove XLA's bits
+    # repeat; true everywhere; false nowhere. XLA turns TensorFlow's op determinism off
+    # (determinism.py). Never Keras' own "auto", which would decide without a word.
+    jit_compile: Literal["cpu", True, False]
     # Training steps per call into the compiled graph: fewer Python round trips, same math.
     steps_per_execution: PositiveInt
     # Threads that split one op: the split changes the rounding (see determinism.py).

@@ -9,11 +9,12 @@ from functools import partial
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from trainstyles import StageError, StageWarning
 from trainstyles.pipeline.callbacks import LogSettings, StartEpoch, TerminateOnNaN, fit_callbacks
 from trainstyles.pipeline.data import EpochBatches, Split, batches, load_split
-from trainstyles.pipeline.determinism import deterministic_kernels
+from trainstyles.pipeline.determinism import deterministic_kernels, uses_xla
 from trainstyles.pipeline.distribute import distribution, is_chief
 from trainstyles.pipeline.gpu import use_devices
 from trainstyles.pipeline.loop import progress_verbosity
@@ -71,7 +72,13 @@ def train_on(
     on every replica; the global batch stays `train.batch_size`, split among the replicas.
     """
     # First: TensorFlow fixes its thread pools and devices when it starts.
-    deterministic_kernels(params.train.intra_op_threads, xla=params.train.jit_compile)
+    on_gpu = bool(tf.config.get_visible_devices("GPU"))
+    xla = uses_xla(params.train.jit_compile, on_gpu, params.distribute.strategy != "none")
+    deterministic_kernels(params.train.intra_op_threads, xla=xla)
+    # The styles read a plain switch: compile() and the raw loop's tf.function take a bool.
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"jit_compile": xla})}
+    )
     strategy = distribution(params.distribute)
     if params.distribute.strategy != "none":
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas", flush=True)
