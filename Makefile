@@ -73,21 +73,45 @@ sweep: setup
 readme: setup
 	python -m trainstyles.tools.report --readme
 
-# The speed bench (a few minutes): each style's epoch against a plain PyTorch loop and the
-# FLOP limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary
-# copy, so this checkout's outputs are untouched), and a no-op `dvc repro`. Prints the tables,
-# writes bench/results.json and rewrites docs/bench.md's tables from it (`python -m
-# trainstyles.tools.bench --page` redoes only that). Without the bench extra it runs all the same,
-# minus the peer.
-bench: setup $(VENV)/.bench-installed
+# The speed bench (a few minutes): each style's epoch against JAX and PyTorch peers and the FLOP
+# limit, each stage's time and peak memory in a full `dvc repro -f` (run in a temporary copy, so
+# this checkout's outputs are untouched), and a no-op `dvc repro`. Prints the tables, writes
+# bench/results.json and rewrites docs/bench.md's tables from it (`python -m
+# trainstyles.tools.bench --page` redoes only that). A peer that did not install is left out, and
+# the bench says why in one line. The PyTorch peer has a venv of its own (requirements-torch.txt
+# says why).
+TORCH_VENV := .venv-torch
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_PIP := $(TORCH_VENV)/bin/pip --quiet --disable-pip-version-check
+bench: setup $(VENV)/.bench-installed $(TORCH_VENV)/.installed
 	dvc repro split
 	python -m trainstyles.tools.bench
 
-$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
-	@if $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt; then \
+# The JAX peers in the main venv, held to requirements.txt's pins.
+$(VENV)/.bench-installed: requirements-bench.txt requirements.txt $(VENV)/.installed
+	@if $(BIN)/pip install --quiet --disable-pip-version-check -c requirements.txt -r requirements-bench.txt; then \
 		touch $@; \
 	else \
-		echo "the bench extra (torch) did not install: the bench will skip the PyTorch peer"; \
+		echo "the bench extra (jax) did not install: the bench will skip the JAX peers"; \
+	fi
+
+# The PyTorch peer's venv: torch from PyTorch's CPU index where it answers within seconds, else
+# from PyPI with the NVIDIA wheels its build pulls. Where neither installs, the venv keeps pip's
+# error in one line (not-installed), which the bench says in place of the peer's figures; the
+# next `make bench` tries again.
+$(TORCH_VENV)/.installed: requirements-torch.txt requirements-torch-cuda.txt $(VENV)/.installed
+	rm -rf $(TORCH_VENV)
+	$(BIN)/python -m venv $(TORCH_VENV)
+	@$(TORCH_PIP) install --no-deps --timeout 10 --retries 0 --index-url $(TORCH_CPU_INDEX) \
+		"$$(grep '^torch==' requirements-torch.txt)" 2>/dev/null \
+		|| echo "$(TORCH_VENV): PyTorch's CPU index not reached: torch comes from PyPI"
+	@if $(TORCH_PIP) install -r requirements-torch.txt -c requirements-torch-cuda.txt 2>$(TORCH_VENV)/pip.log; then \
+		echo "$(TORCH_VENV): torch $$($(TORCH_VENV)/bin/pip show torch | sed -n 's/^Version: //p')"; \
+		touch $@; \
+	else \
+		{ grep -m1 '^ERROR: ' $(TORCH_VENV)/pip.log | cut -c8- | grep . \
+			|| echo "pip install -r requirements-torch.txt failed"; } > $(TORCH_VENV)/not-installed; \
+		echo "$(TORCH_VENV): the PyTorch peer did not install: $$(cat $(TORCH_VENV)/not-installed)"; \
 	fi
 
 # requirements.txt is one lock for each of PYTHONS: pip's own resolver, in a dry run per version,

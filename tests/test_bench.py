@@ -2,14 +2,16 @@
 
 import json
 import math
+import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, learnable_split, tiny_params
 from trainstyles.pipeline.machine import fingerprint
 from trainstyles.pipeline.params import STYLES, ModelParams
-from trainstyles.tools.bench import figures, tables, timing
+from trainstyles.tools.bench import dispatches, figures, limit, tables, timing
 from trainstyles.tools.bench.__main__ import machine
 from trainstyles.tools.bench.__main__ import main as bench_main
 from trainstyles.tools.commands import copy_worktree
@@ -53,6 +55,7 @@ def results(
     limit = {"epoch_seconds": 0.5, "epoch_flops": 1, "gemm_gflops": 1.0, "measured_on": CPU}
     measured = {
         "times": times,
+        "dispatches": {name: [16] * len(runs) for name, runs in times.items()},
         "train_size": 1000,
         "val_size": 100,
         "peer_missing": peer_missing,
@@ -91,18 +94,20 @@ def test_the_table_has_a_row_per_variant_with_ratios_to_the_peer_and_the_limit()
     table = tables.epoch_table(results({"train_raw": [[1.0, 3.0]], "pytorch": [[1.0, 1.0]]}))
     caption, header, raw, peer, limit = table.splitlines()
     assert caption == f"Epochs, measured on {CPU}:"
-    assert raw.split() == ["train_raw", "2.00", "(1.00-3.00)", "500", "2.00", "(2.00-2.00)", "4.00"]
-    assert peer.split() == ["pytorch", "1.00", "(1.00-1.00)", "1,000", "2.00"]
+    assert raw.split() == [
+        "train_raw", "2.00", "(1.00-3.00)", "500", "2.00", "(2.00-2.00)", "4.00", "16",
+    ]  # fmt: skip
+    assert peer.split() == ["pytorch", "1.00", "(1.00-1.00)", "1,000", "2.00", "16"]
     assert limit.split() == ["limit", "0.50", "1.00"]
+    assert header.split()[-1] == "dispatches/epoch" and raw.index("16") == header.index("disp")
     # Columns line up: each header title starts where its figures start.
     assert raw.index("2.00") == header.index("s/epoch")
 
 
-def test_a_missing_peer_is_said_on_stderr_and_its_column_stays_blank(monkeypatch, capsys):
-    # A None entry in sys.modules makes `import torch` fail as if it were not installed.
-    monkeypatch.setitem(sys.modules, "torch", None)
+def test_a_missing_peer_is_said_on_stderr_and_its_column_stays_blank(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no .venv-torch here
     reason = timing.peer_missing()
-    assert reason.startswith("torch is not installed (`pip install -r requirements-bench.txt`")
+    assert reason == "no .venv-torch (`make bench` makes it, from requirements-torch.txt)"
     said = f"no PyTorch peer: {reason}; the x pytorch column is blank"
     assert capsys.readouterr() == ("", f"bench: warning: {said}\n")
     assert f"bench: warning: {said}\n" in (REPO / BENCH_PAGE).read_text()  # as shown
@@ -113,26 +118,87 @@ def test_a_missing_peer_is_said_on_stderr_and_its_column_stays_blank(monkeypatch
     assert caption == f"Epochs, measured on {CPU}:" and limit.split() == ["limit", "0.50", "1.00"]
     assert "x pytorch (min-max)" in header and note == f"N{said[1:]}."
     # The peer's cell is blank: the next figure starts under the next column's title.
-    assert raw.split() == ["train_raw", "2.00", "(2.00-2.00)", "500", "4.00"]
+    assert raw.split() == ["train_raw", "2.00", "(2.00-2.00)", "500", "4.00", "16"]
     assert raw.index("4.00") == header.index("x limit")
     page = tables.page_text(completed(summary))
-    assert "| train_raw | 2.00 (2.00-2.00) | 500 |  | 4.00 |" in page and f"N{said[1:]}." in page
+    assert "| train_raw | 2.00 (2.00-2.00) | 500 |  | 4.00 | 16 |" in page
+    assert f"N{said[1:]}." in page
 
 
-def test_a_torch_that_fails_to_import_is_named_with_its_error(tmp_path, monkeypatch, capsys):
-    (tmp_path / "torch").mkdir()
+def test_a_torch_that_did_not_install_is_named_with_pips_error(tmp_path):
+    venv = tmp_path / ".venv-torch"
+    venv.mkdir()
+    (venv / "not-installed").write_text("No matching distribution found for torch==2.13.0\n")
+    assert timing.torch_missing(venv) == (
+        f"torch did not install in {venv} (No matching distribution found for torch==2.13.0)"
+    )
+
+
+def test_a_torch_that_fails_to_import_is_named_with_its_error(tmp_path, monkeypatch):
+    (tmp_path / "torch").mkdir()  # found first by `python -c` in this directory
     (tmp_path / "torch" / "__init__.py").write_text(
         'raise ImportError("libtorch_cpu.so: cannot open shared object file")\n'
     )
-    monkeypatch.syspath_prepend(tmp_path)
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
-    reason = timing.peer_missing()
-    assert reason == "torch cannot be imported (libtorch_cpu.so: cannot open shared object file)"
-    assert capsys.readouterr().err.startswith(f"bench: warning: no PyTorch peer: {reason};")
+    (tmp_path / ".venv-torch" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv-torch" / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    assert timing.torch_missing() == (
+        "torch cannot be imported in .venv-torch "
+        "(ImportError: libtorch_cpu.so: cannot open shared object file)"
+    )
+
+
+@pytest.mark.slow  # makes a venv
+def test_the_torch_venv_that_did_not_install_keeps_pips_error_in_one_line(tmp_path):
+    """make's recipe, with a pip that finds no torch on either index: the venv keeps pip's
+    error line, and the bench says it."""
+    pip = tmp_path / "pip"
+    pip.write_text(
+        "#!/bin/sh\necho 'WARNING: Retrying' >&2\n"
+        "echo 'ERROR: No matching distribution found for torch==2.13.0' >&2\nexit 1\n"
+    )
+    pip.chmod(0o755)
+    venv = tmp_path / "venv"
+    made = subprocess.run(
+        ["make", "-o", ".venv/.installed", f"TORCH_VENV={venv}", f"TORCH_PIP={pip}",
+         f"{venv}/.installed"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "PyTorch's CPU index not reached: torch comes from PyPI" in made.stdout
+    assert not (venv / ".installed").exists()
+    assert timing.torch_missing(venv) == (
+        f"torch did not install in {venv} (No matching distribution found for torch==2.13.0)"
+    )
+
+
+def test_without_jax_the_jax_rows_are_left_out_and_the_bench_says_why(monkeypatch, capsys):
+    # A None entry in sys.modules makes `import jax` fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, "jax", None)
+    reason = timing.jax_missing()
+    assert reason == "jax is not installed (`make bench` installs requirements-bench.txt)"
+    said = f"no JAX peers: {reason}; their rows are left out"
+    assert capsys.readouterr() == ("", f"bench: warning: {said}\n")
+    summary = results({"train_raw": [[2.0, 2.0]], "pytorch": [[1.0, 1.0]]})
+    summary["jax_missing"] = reason
+    assert tables.epoch_table(summary).splitlines()[-1] == f"N{said[1:]}."
 
 
 def test_matmul_throughput_is_a_positive_rate():
-    assert 0 < timing.matmul_flops_per_second(64, 64, 64, seconds=0.05) < math.inf
+    assert 0 < limit.matmul_flops_per_second(64, 64, 64, seconds=0.05) < math.inf
+
+
+def test_the_limits_gemms_run_on_the_styles_threads_and_say_which_blas():
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    def threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = threads()
+    with limit.gemm_threads(1) as blas:
+        assert threads() and set(threads()) == {1}
+    assert threads() == before
+    assert blas.endswith(", 1 threads") and blas.split()[0] in {"openblas", "mkl", "blis"}
 
 
 def test_a_style_is_timed_epoch_by_epoch_after_the_warm_up():
@@ -140,6 +206,8 @@ def test_a_style_is_timed_epoch_by_epoch_after_the_warm_up():
     timed = timing.timed_style("train_raw", tiny_params(), train, val, epochs=2)
     assert len(timed["epochs"]) == 2 and all(s > 0 for s in timed["epochs"])
     assert timed["profile"]["import"] >= 0 and timed["profile"]["parts"] == {}  # no callbacks
+    # 8 batches of 32 in calls of up to 32 steps: one graph call, and the ops around it.
+    assert timed["dispatches_per_epoch"] > 1
 
 
 def test_a_fit_styles_epochs_are_split_into_parts_that_add_up_to_them():
@@ -171,11 +239,59 @@ def test_each_part_of_an_epoch_lies_between_its_marks():
     }
 
 
-def test_the_peer_trains_the_same_epochs():
-    pytest.importorskip("torch")
-    train, val = learnable_split(256, seed=40), learnable_split(64, seed=41)
-    seconds = timing.timed_peer(tiny_params(), train, val, epochs=2)
-    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+def test_eager_dispatches_count_each_op_and_graph_call_but_not_the_graphs_own_ops():
+    import tensorflow as tf  # noqa: PLC0415
+
+    doubled = tf.function(lambda x: x * 2 + 1)  # two ops inside, one call outside
+    x = tf.constant([1.0, 2.0])
+    doubled(x)  # traced before counting: building a graph is no dispatch either
+    counter = dispatches.EagerDispatches()
+    counter.start()
+    doubled(x), doubled(x), doubled(x)
+    tf.reduce_sum(x + 1)
+    float(x[0] * 1)  # a read of a value is not an op; the slice and the product are
+    counter.stop()
+    doubled(x)
+    assert counter.count == 3 + 2 + 2
+
+
+def split_dir(directory, parts: dict):
+    """data/split as the split stage writes it, of `parts`' splits."""
+    for name, part in parts.items():
+        (directory / name).mkdir(parents=True)
+        np.save(directory / name / "images.npy", part.images)
+        np.save(directory / name / "labels.npy", part.labels)
+    return directory
+
+
+@pytest.mark.slow  # compiles and trains: seconds
+def test_the_jax_peers_train_the_same_epochs_with_a_dispatch_per_batch_or_per_epoch():
+    pytest.importorskip("jax", reason="the bench extra (requirements-bench.txt)")
+    from trainstyles.tools.bench import jax_peer  # noqa: PLC0415
+
+    train, val = learnable_split(300, seed=40), learnable_split(64, seed=41)
+    params = tiny_params()
+    step = jax_peer.timed_jax(figures.JAX_STEP, params, train, val, epochs=2)
+    scan = jax_peer.timed_jax(figures.JAX_SCAN, params, train, val, epochs=2)
+    for timed in (step, scan):
+        assert len(timed["epochs"]) == 2 and all(s > 0 for s in timed["epochs"])
+        assert all(math.isfinite(value) for value in timed["losses"].values())
+    # 300 images: 9 batches of 32 and a ragged one of 12, then one validation call.
+    assert step["dispatches_per_epoch"] == 10 + 1 and scan["dispatches_per_epoch"] == 1 + 1
+    # The scanned epoch takes the same steps, the ragged one included.
+    assert scan["losses"] == pytest.approx(step["losses"], rel=1e-4)
+
+
+@pytest.mark.slow  # starts torch in another venv: seconds
+def test_the_pytorch_peer_trains_the_same_epochs_in_its_own_venv(tmp_path, monkeypatch):
+    if timing.torch_missing(REPO / timing.TORCH_VENV):
+        pytest.skip("no .venv-torch with torch: `make bench` makes it")
+    train, val = learnable_split(300, seed=40), learnable_split(64, seed=41)
+    monkeypatch.setattr(timing, "SPLIT_DIR", split_dir(tmp_path, {"train": train, "val": val}))
+    monkeypatch.setattr(timing, "TORCH_VENV", REPO / timing.TORCH_VENV)
+    timed = timing.timed_torch(tiny_params(), epochs=2)
+    assert len(timed["epochs"]) == 2 and all(s > 0 for s in timed["epochs"])
+    assert timed["torch"].startswith("2.") and timed["dispatches_per_epoch"] > 10 * 3
 
 
 def test_the_pipeline_copy_holds_the_files_git_sees_and_not_the_ignored_ones(tmp_path):
@@ -264,12 +380,13 @@ def test_results_written_elsewhere_leave_the_page_alone(tmp_path, monkeypatch):
 
 
 def test_each_style_is_timed_again_with_xla_unless_told_not_to():
-    assert figures.variants(xla=True, peer=True) == [
+    assert figures.variants(xla=True, peers=["pytorch", figures.JAX_SCAN]) == [
         *STYLES,
         *(f"{style} (XLA)" for style in STYLES),
+        "jax, the epoch as one lax.scan",
         "pytorch",
     ]
-    assert figures.variants(xla=False, peer=False) == list(STYLES)
+    assert figures.variants(xla=False, peers=[]) == list(STYLES)
 
 
 def test_the_page_says_what_the_xla_rows_are_only_when_it_has_them(tmp_path):
@@ -306,8 +423,11 @@ def test_a_table_that_mixes_kinds_names_each_rows_kind(tmp_path):
     summary["pipeline"]["stages"]["train_raw"]["measured_on"] = gpu
     summary["pipeline"]["measured_on"] = gpu
     text = tables.page_text(summary)
-    assert "| train_raw | 2.00 (1.00-3.00) | 500 | 2.00 (2.00-2.00) | 4.00 | NVIDIA H200 |" in text
-    assert f"| limit | 0.50 |  |  | 1.00 | {CPU} |" in text
+    assert (
+        "| train_raw | 2.00 (1.00-3.00) | 500 | 2.00 (2.00-2.00) | 4.00 | 16 | NVIDIA H200 |"
+        in text
+    )
+    assert f"| limit | 0.50 |  |  | 1.00 |  | {CPU} |" in text
     assert f"| prepare | 0.7 | 124 | {CPU} |" in text
     assert "| train_raw | 9.0 | 1 | NVIDIA H200 |" in text
     assert "| dvc repro -f (all 2) | 12.3 |  | NVIDIA H200 |" in text

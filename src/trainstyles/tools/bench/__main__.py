@@ -1,9 +1,12 @@
-"""`make bench`: how fast each style trains and the pipeline runs, against a peer and the limit.
+"""`make bench`: how fast each style trains and the pipeline runs, against its peers and the limit.
 
 Three yardsticks, measured in the same run on the same machine (docs/bench.md: how to read them):
-- the peer: the same MLP, data, batch size and optimizer in a plain PyTorch eager loop, run
-  interleaved with the styles so that each style's ratio compares runs minutes apart at most;
-- the limit: the FLOPs of an epoch divided by the machine's measured matrix-multiply throughput;
+- the peers: the same MLP, data, batch size and optimizer in JAX (a jitted step per batch, and
+  the epoch as one lax.scan) and in a plain PyTorch eager loop, run interleaved with the styles
+  so that each style's ratio compares runs minutes apart at most; each variant's dispatches (host
+  round trips) per epoch, counted;
+- the limit: the FLOPs of an epoch divided by the machine's measured matrix-multiply throughput
+  on as many threads as the styles train with;
 - the pipeline: each stage's wall time and peak resident memory in a full `dvc repro -f`, and
   the time of a `dvc repro` with nothing to do.
 Each style is timed as params.yaml trains it and again with XLA (`train.jit_compile: true`).
@@ -27,9 +30,14 @@ from pathlib import Path
 from trainstyles.pipeline.machine import fingerprint
 from trainstyles.pipeline.params import load_params
 from trainstyles.tools.bench.figures import (
+    JAX_SCAN,
+    JAX_STEP,
+    PEER,
+    PEERS,
     summarise,
     variants,
 )
+from trainstyles.tools.bench.limit import gemm_threads, limit_figures
 from trainstyles.tools.bench.stages import pipeline_figures
 from trainstyles.tools.bench.tables import (
     RESULTS,
@@ -40,7 +48,7 @@ from trainstyles.tools.bench.tables import (
 )
 from trainstyles.tools.bench.timing import (
     epoch_figures,
-    limit_figures,
+    jax_missing,
     peer_missing,
     timed_run,
 )
@@ -62,10 +70,12 @@ def machine(intra_op_threads: int) -> dict:
     }
 
 
-def versions(peer: bool) -> dict:
-    """The packages that did the work, read from their metadata: no TensorFlow in this process."""
-    names = ["tensorflow", "keras", "numpy"] + (["torch"] if peer else [])
-    return {name: importlib.metadata.version(name) for name in names}
+def versions(jax: bool, torch: str | None) -> dict:
+    """The packages that did the work, read from their metadata (no TensorFlow in this process);
+    torch's, from its own venv, as the peer reported it."""
+    names = ["tensorflow", "keras", "numpy"] + (["jax", "jaxlib"] if jax else [])
+    found = {name: importlib.metadata.version(name) for name in names}
+    return found | ({"torch": torch} if torch else {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "--doc", type=Path, help=f"the page to rewrite ({BENCH_PAGE} when --out is {RESULTS})"
     )
     parser.add_argument("--no-xla", action="store_true", help="skip the styles' XLA timings")
-    parser.add_argument("--run", choices=variants(xla=True, peer=True), help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=variants(xla=True, peers=PEERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Results written elsewhere (a trial of a lever) leave the page, which shows RESULTS, alone.
     page = args.doc or (BENCH_PAGE if args.out == RESULTS else None)
@@ -98,26 +108,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {line}", flush=True)
 
     params = load_params()
-    missing_peer = peer_missing()
+    missing_peer, missing_jax = peer_missing(), jax_missing()
+    peers = ([] if missing_jax else [JAX_STEP, JAX_SCAN]) + ([] if missing_peer else [PEER])
     results = {"machine": machine(params.train.intra_op_threads)}
     cpu_kind = results["machine"]["kind"]
-    pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say, cpu_kind)
-    peer = not missing_peer
-    measured = epoch_figures(args.repeats, args.epochs, say, xla=not args.no_xla, peer=peer)
-    measured |= {"peer_missing": missing_peer}
-    # A shared machine runs at the speed its neighbours leave it: the square GEMM's rate before
-    # the pipeline and at each repeat shows how fast it was, and the best of them is the limit's.
-    gemm_seen = ([pipeline["gemm_flops_per_second"]] if pipeline else []) + measured["gemm_rates"]
-    limit = limit_figures(
-        params.model,
-        measured["train_size"],
-        measured["val_size"],
-        params.train.batch_size,
-        max(gemm_seen),
-    )
+    # This process's GEMMs (the limit's, the machine's rate) on the styles' threads; each timed
+    # variant's own process is not held by it.
+    with gemm_threads(params.train.intra_op_threads) as blas:
+        say(f"the limit's GEMMs: numpy on {blas}")
+        pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say, cpu_kind)
+        measured = epoch_figures(args.repeats, args.epochs, say, not args.no_xla, peers)
+        measured |= {"peer_missing": missing_peer, "jax_missing": missing_jax}
+        # A shared machine runs at the speed its neighbours leave it: the square GEMM's rate
+        # before the pipeline and at each repeat shows how fast it was, and the best of them is
+        # the limit's.
+        gemm_seen = ([pipeline["gemm_flops_per_second"]] if pipeline else []) + measured[
+            "gemm_rates"
+        ]
+        limit = limit_figures(
+            params.model,
+            measured["train_size"],
+            measured["val_size"],
+            params.train.batch_size,
+            max(gemm_seen),
+            blas,
+        )
     results |= summarise(params, measured, limit | {"measured_on": cpu_kind})
     results["pipeline"] = pipeline
-    results["machine"] |= versions(peer) | {"gemm_gflops_seen": [rate / 1e9 for rate in gemm_seen]}
+    torch = measured.get("torch_version")
+    results["machine"] |= versions(not missing_jax, torch) | {
+        "gemm_gflops_seen": [rate / 1e9 for rate in gemm_seen]
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

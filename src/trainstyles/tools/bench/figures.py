@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from trainstyles.pipeline.data import IMAGE_SIZE
 from trainstyles.pipeline.params import STYLES, ModelParams, Params
 
-PEER = "pytorch"
+PEER = "pytorch"  # the reference of the x pytorch column
+JAX_STEP = "jax, a jitted step per batch"
+JAX_SCAN = "jax, the epoch as one lax.scan"
+PEERS = (JAX_STEP, JAX_SCAN, PEER)  # the same MLP outside the pipeline, in other frameworks
 
 XLA = " (XLA)"  # a style's variant with train.jit_compile true: "train_fit (XLA)"
 
@@ -93,9 +96,9 @@ def fixed_overhead(results: dict) -> dict | None:
     }
 
 
-def variants(xla: bool, peer: bool) -> list[str]:
-    """Each style, each again with XLA where `xla`, and the peer where it can run."""
-    return [*STYLES] + [style + XLA for style in STYLES if xla] + [PEER] * peer
+def variants(xla: bool, peers: Sequence[str]) -> list[str]:
+    """Each style, each again with XLA where `xla`, and the `peers` that run, in PEERS' order."""
+    return [*STYLES] + [style + XLA for style in STYLES if xla] + [p for p in PEERS if p in peers]
 
 
 def summarise(params: Params, measured: dict, limit: dict) -> dict:
@@ -110,6 +113,9 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
             "samples_per_second": train_size / statistics.median(flat),
             "measured_on": measured["kinds"][name],
         }
+        counted = measured.get("dispatches", {}).get(name)
+        if counted:  # one count per repeat; a count that differs between repeats shows its range
+            epochs[name]["dispatches_per_epoch"] = median_range(counted)
     ratios = paired_ratios(times, PEER) if PEER in times else {}
     return {
         "epochs": epochs,
@@ -120,6 +126,7 @@ def summarise(params: Params, measured: dict, limit: dict) -> dict:
         "limit": limit,
         "times": times,
         "peer_missing": measured["peer_missing"],
+        "jax_missing": measured.get("jax_missing"),
         "setup": {
             "train_size": train_size,
             "val_size": measured["val_size"],

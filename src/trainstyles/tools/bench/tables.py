@@ -29,15 +29,35 @@ def missing_peer_note(reason: str) -> str:
     return f"no PyTorch peer: {reason}; the x {PEER} column is blank"
 
 
+def missing_jax_note(reason: str) -> str:
+    return f"no JAX peers: {reason}; their rows are left out"
+
+
+def missing_notes(results: dict) -> list[str]:
+    """A sentence for each peer that did not run, saying why."""
+    notes = [(missing_peer_note, results.get("peer_missing"))]
+    notes.append((missing_jax_note, results.get("jax_missing")))
+    return [sentence(note(reason)) for note, reason in notes if reason]
+
+
 def epoch_table(results: dict) -> str:
-    """The printed table: one row per variant, then the limit; and why the peer is missing."""
-    missing = results.get("peer_missing")
-    note = f"\n{sentence(missing_peer_note(missing))}" if missing else ""
-    return printed(epoch_rows(results)) + note
+    """The printed table: one row per variant, then the limit; and why a peer is missing."""
+    return "\n".join([printed(epoch_rows(results)), *missing_notes(results)])
+
+
+def dispatches(figures: dict) -> str:
+    """A variant's dispatches per epoch: one count, or its range where repeats differed."""
+    counted = figures.get("dispatches_per_epoch")
+    if not counted:  # results from before the bench counted them
+        return ""
+    if counted["min"] == counted["max"]:
+        return f"{counted['median']:,.0f}"
+    return f"{counted['median']:,.0f} ({counted['min']:,.0f}-{counted['max']:,.0f})"
 
 
 def epoch_rows(results: dict) -> Table:
-    rows = [("", "s/epoch median (min-max)", "samples/s", f"x {PEER} (min-max)", "x limit")]
+    header = ("", "s/epoch median (min-max)", "samples/s", f"x {PEER} (min-max)", "x limit")
+    rows = [(*header, "dispatches/epoch")]
     limit = results["limit"]["epoch_seconds"]
     for name, figures in results["epochs"].items():
         seconds = figures["seconds_per_epoch"]
@@ -49,9 +69,10 @@ def epoch_rows(results: dict) -> Table:
                 f"{figures['samples_per_second']:,.0f}",
                 f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else "",
                 f"{seconds['median'] / limit:.2f}",
+                dispatches(figures),
             )
         )
-    rows.append(("limit", f"{limit:.2f}", "", "", "1.00"))
+    rows.append(("limit", f"{limit:.2f}", "", "", "1.00", ""))
     figures = [*results["epochs"].values(), results["limit"]]
     return with_kinds("Epochs", rows, [measured_on(results, each) for each in figures])
 
@@ -160,7 +181,12 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
     runs = next(iter(results["times"].values()))
     tools = ", ".join(
         f"{label} {where[key]}"
-        for key, label in [("tensorflow", "TensorFlow"), ("keras", "Keras"), ("torch", "PyTorch")]
+        for key, label in [
+            ("tensorflow", "TensorFlow"),
+            ("keras", "Keras"),
+            ("jax", "JAX"),
+            ("torch", "PyTorch"),
+        ]
         if key in where
     )
     seen = ", ".join(f"{rate:.0f}" for rate in where["gemm_gflops_seen"])
@@ -181,7 +207,8 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
         markdown(epoch_rows(results)),
         f"The limit: {limit['epoch_flops'] / 1e9:.1f} GFLOP per epoch at "
         f"{limit['gemm_gflops']:.0f} GFLOP/s, the best rate of the run (the model's own "
-        f"shapes, batch by each layer, reached {shapes} GFLOP/s).",
+        f"shapes, batch by each layer, reached {shapes} GFLOP/s)"
+        + (f", numpy on {limit['blas']}." if limit.get("blas") else "."),
     ]
     if any(name.endswith(XLA) for name in results["epochs"]):
         parts.insert(
@@ -189,8 +216,8 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
             f"The rows marked{XLA} train with `train.jit_compile: true`, which turns "
             "TensorFlow's op determinism off ([reproducibility.md](reproducibility.md)).",
         )
-    if results.get("peer_missing"):
-        parts.insert(2, sentence(missing_peer_note(results["peer_missing"])))
+    for note in reversed(missing_notes(results)):
+        parts.insert(2, note)
     if results.get("profile"):
         parts.append(
             "Where the time goes: each style's profile, from the same runs. Per run, the "

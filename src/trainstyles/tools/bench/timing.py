@@ -1,6 +1,6 @@
-"""The bench's measurements of training: each style's epochs as the pipeline runs them (and
-where the time goes), the PyTorch peer's, and the limit of the machine's matrix-multiply rate.
-Each variant runs in a fresh process, as DVC runs a stage."""
+"""The bench's measurements of training: each style's epochs as the pipeline runs them (where
+the time goes, and the dispatches of an epoch), and the peers' in JAX and PyTorch. Each variant
+runs in a fresh process, as DVC runs a stage, interleaved with the others."""
 
 import dataclasses
 import json
@@ -15,64 +15,26 @@ from pathlib import Path
 
 import numpy as np
 
-from trainstyles.pipeline.data import Split, features, load_split
+from trainstyles.pipeline.data import Split, load_split
 from trainstyles.pipeline.machine import fingerprint
-from trainstyles.pipeline.params import ModelParams, Params, load_params
+from trainstyles.pipeline.params import Params, load_params
 from trainstyles.pipeline.stage import SPLIT_DIR
+from trainstyles.tools.bench.dispatches import EagerDispatches
 from trainstyles.tools.bench.figures import (
+    JAX_SCAN,
+    JAX_STEP,
     PEER,
+    PEERS,
     XLA,
-    epoch_flops,
     layer_shapes,
     variants,
 )
-from trainstyles.tools.bench.tables import (
-    missing_peer_note,
-)
+from trainstyles.tools.bench.limit import SQUARE_GEMM, matmul_flops_per_second
+from trainstyles.tools.bench.tables import missing_jax_note, missing_peer_note
 from trainstyles.tools.machines import kind_name
 
-
-def matmul_flops_per_second(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Best float32 GEMM throughput of numpy (OpenBLAS) on (m, k)·(k, n), over `seconds` of runs.
-
-    The best, not the median: the limit is what the hardware can do when it is not disturbed.
-    """
-    rng = np.random.default_rng(0)
-    a = rng.random((m, k), dtype=np.float32)
-    b = rng.random((k, n), dtype=np.float32)
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * m * k * n / best
-
-
-SQUARE_GEMM = (2048, 2048, 2048)
-
-
-def limit_figures(
-    model: ModelParams, train_size: int, val_size: int, batch_size: int, peak: float
-) -> dict:
-    """The epoch time of a machine that did nothing but its matmuls at full GEMM speed.
-
-    `peak` is a large square GEMM's best throughput over the run; the model's own shapes
-    (batch by layer) are measured beside it, to show how much of it a batch of 128 can use.
-    The limit takes the best rate any of them reached: on a shared machine a busy second can
-    only lower a measured rate, never raise it.
-    """
-    shaped = [
-        matmul_flops_per_second(batch_size, n_in, n_out) for n_in, n_out in layer_shapes(model)
-    ]
-    peak = max(peak, *shaped)
-    flops = epoch_flops(model, train_size, val_size)
-    return {
-        "epoch_flops": flops,
-        "gemm": "numpy float32: 2048x2048x2048 (1 s per repeat) and the model's shapes, best",
-        "gemm_gflops": peak / 1e9,
-        "model_shape_gflops": [value / 1e9 for value in shaped],
-        "epoch_seconds": flops / peak,
-    }
+TORCH_VENV = Path(".venv-torch")  # the PyTorch peer's venv, made by `make bench`
+TORCH_PEER = Path(__file__).with_name("torch_peer.py")  # run by that venv's Python
 
 
 def timed_style(style: str, params: Params, train: Split, val: Split, epochs: int) -> dict:
@@ -81,9 +43,10 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
 
     Every style starts each epoch through `EpochBatches.start_epoch`, so a subclass that notes
     the time there splits any style's run into epochs without touching the style's code. An
-    epoch lasts from its start to the next one's: the run has a warm-up epoch first (tracing)
-    and one more at the end, whose start closes the last timed epoch, so that neither tracing
-    nor the teardown after training counts.
+    epoch lasts from its start to the next one's: the run has a warm-up epoch first (tracing),
+    then the timed epochs, then one whose dispatches are counted (`dispatches_per_epoch`: the
+    counter's own cost lands in no timed epoch), and the start of one more closes it, so that
+    neither tracing nor the teardown after training counts.
 
     The profile (`profile`): the import of TensorFlow and Keras, the warm-up epoch's excess over
     the median (tracing), and for the fit-based styles each epoch split at marks placed around
@@ -100,10 +63,15 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
     starts: list[float] = []
     marks: list[dict] = []
     callback_names: list[str] = []
+    counter = EagerDispatches()
 
     class TimedEpochs(EpochBatches):
         def start_epoch(self, epoch: int) -> None:
             starts.append(time.perf_counter())
+            if len(starts) == epochs + 2:
+                counter.start()
+            elif len(starts) == epochs + 3:
+                counter.stop()
             super().start_epoch(epoch)
 
     def train_with_marks(params: Params, run: Run) -> tuple:
@@ -115,19 +83,20 @@ def timed_style(style: str, params: Params, train: Split, val: Split, epochs: in
         return style_module(style).train(params, dataclasses.replace(run, fit_callbacks=marked))
 
     # Every epoch runs: no early stop in so few epochs, but the budget is the bench's.
-    style_params = getattr(params, style).model_copy(update={"epochs": epochs + 2})
+    style_params = getattr(params, style).model_copy(update={"epochs": epochs + 3})
     params = params.model_copy(update={style: style_params})
     with tempfile.TemporaryDirectory(prefix=f"bench-{style}-") as work:
         backup = Backup(Path(work) / "backup", fingerprint="bench")
         logs = Path(work) / "logs"
         training.train_on(train_with_marks, params, train, val, backup, logs, TimedEpochs)
-    seconds = list(np.diff(starts[1:]))
+    timed = starts[: epochs + 2]  # the warm-up's start, the timed epochs' and the counted one's
+    seconds = list(np.diff(timed[1:]))
     profile = {
         "import": imported,
         "tracing": starts[1] - starts[0] - statistics.median(seconds),
-        "parts": epoch_parts(starts, marks[1:], callback_names) if marks else {},
+        "parts": epoch_parts(timed, marks[1:], callback_names) if marks else {},
     }
-    return {"epochs": seconds, "profile": profile}
+    return {"epochs": seconds, "profile": profile, "dispatches_per_epoch": counter.count}
 
 
 def interleaved_marks(callbacks: list, marks: list[dict]) -> list:
@@ -183,67 +152,81 @@ def epoch_parts(starts: list[float], marks: list[dict], names: list[str]) -> dic
     return parts
 
 
-def timed_peer(params: Params, train: Split, val: Split, epochs: int) -> list[float]:
-    """The same epochs in a plain PyTorch eager loop: shuffle, forward, loss, backward, step,
-    then a validation pass, as a PyTorch user would write it (threads: torch's default)."""
-    import torch  # noqa: PLC0415 - optional: the `bench` extra
+def timed_torch(params: Params, epochs: int) -> dict:
+    """The PyTorch peer's epochs, run by its own venv's Python (`torch_peer.py`) on data/split,
+    on as many threads as the styles' `train.intra_op_threads`."""
+    config = {
+        "split": str(SPLIT_DIR),
+        "epochs": epochs,
+        "seed": params.seed,
+        "threads": params.train.intra_op_threads,
+        "sizes": [n_in for n_in, _ in layer_shapes(params.model)] + [params.model.num_classes],
+        "batch_size": params.train.batch_size,
+        "learning_rate": params.train.learning_rate,
+    }
+    python = TORCH_VENV / "bin" / "python"
+    child = subprocess.run(
+        [str(python), str(TORCH_PEER), json.dumps(config)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if child.returncode != 0:
+        raise RuntimeError(f"the PyTorch peer failed:\n{child.stderr[-2000:]}")
+    return json.loads(child.stdout.splitlines()[-1])
 
-    torch.manual_seed(params.seed)
-    layers, shapes = [], layer_shapes(params.model)
-    for index, (n_in, n_out) in enumerate(shapes):
-        layers.append(torch.nn.Linear(n_in, n_out))
-        if index < len(shapes) - 1:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.train.learning_rate)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    x, y = torch.from_numpy(features(train)), torch.from_numpy(train.labels.astype(np.int64))
-    val_x = torch.from_numpy(features(val))
-    val_y = torch.from_numpy(val.labels.astype(np.int64))
-    batch_size, starts = params.train.batch_size, []
-    for _ in range(epochs + 2):  # as timed_style: a warm-up epoch, and one to close the last
-        starts.append(time.perf_counter())
-        model.train()
-        for index in torch.randperm(len(x)).split(batch_size):
-            loss = loss_fn(model(x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            correct = sum(
-                (model(bx).argmax(1) == by).sum().item()
-                for bx, by in zip(val_x.split(batch_size), val_y.split(batch_size), strict=True)
-            )
-    del correct  # computed because a real loop reports it; not a figure of the bench
-    return list(np.diff(starts[1:]))
+
+def torch_missing(venv: Path = TORCH_VENV) -> str | None:
+    """Why the PyTorch peer cannot run in `venv`, in one line, or None when it can: `make bench`
+    makes the venv, and where torch did not install there it kept pip's error."""
+    python, failed = venv / "bin" / "python", venv / "not-installed"
+    if failed.is_file():
+        return f"torch did not install in {venv} ({failed.read_text().strip()})"
+    if not python.exists():
+        return f"no {venv} (`make bench` makes it, from requirements-torch.txt)"
+    tried = subprocess.run(
+        [str(python), "-c", "import torch"], capture_output=True, text=True, check=False
+    )
+    if tried.returncode != 0:
+        error = (tried.stderr.strip().splitlines() or ["no error said"])[-1]
+        return f"torch cannot be imported in {venv} ({error})"
+    return None
 
 
 def peer_missing() -> str | None:
     """Why the PyTorch peer cannot run, said on stderr, or None when it can. Loudly: `make bench`
-    goes on when the bench extra fails to install, and the tables would show only a blank."""
-    try:
-        import torch  # noqa: F401, PLC0415
-    except ImportError as error:
-        if isinstance(error, ModuleNotFoundError) and error.name == "torch":
-            reason = (
-                "torch is not installed (`pip install -r requirements-bench.txt`, whose +cpu "
-                "wheel comes from PyTorch's CPU index)"
-            )
-        else:
-            reason = f"torch cannot be imported ({error})"
+    goes on when the peer fails to install, and the tables would show only a blank."""
+    reason = torch_missing()
+    if reason:
         print(f"bench: warning: {missing_peer_note(reason)}", file=sys.stderr, flush=True)
+    return reason
+
+
+def jax_missing() -> str | None:
+    """Why the JAX peers cannot run, said on stderr, or None when they can."""
+    try:
+        import jax  # noqa: F401, PLC0415 - optional: the `bench` extra
+    except ImportError as error:
+        if isinstance(error, ModuleNotFoundError) and error.name == "jax":
+            reason = "jax is not installed (`make bench` installs requirements-bench.txt)"
+        else:
+            reason = f"jax cannot be imported ({error})"
+        print(f"bench: warning: {missing_jax_note(reason)}", file=sys.stderr, flush=True)
         return reason
     return None
 
 
 def timed_run(name: str, epochs: int) -> dict:
-    """One variant's epochs (and a style's profile), timed in this process on data/split."""
+    """One variant's epochs, its dispatches (and a style's profile), timed on data/split."""
     params = load_params()
-    train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-    if name == PEER:  # the +cpu build: the peer trains on the CPU
+    if name == PEER:  # its venv's torch may be a CUDA build: it trains on the CPU all the same
         devices = ["CPU:0"]
-        timed = {"epochs": timed_peer(params, train, val, epochs)}
+        timed = timed_torch(params, epochs)
+    elif name in (JAX_STEP, JAX_SCAN):  # CPU jaxlib
+        from trainstyles.tools.bench import jax_peer  # noqa: PLC0415
+
+        devices = ["CPU:0"]
+        jax_peer.use_cores(params.train.intra_op_threads)
+        train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
+        timed = jax_peer.timed_jax(name, params, train, val, epochs)
     else:
         from trainstyles.pipeline.gpu import use_devices  # noqa: PLC0415
 
@@ -252,6 +235,7 @@ def timed_run(name: str, epochs: int) -> dict:
         if style != name:
             xla = params.train.model_copy(update={"jit_compile": True})
             params = params.model_copy(update={"train": xla})
+        train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         timed = timed_style(style, params, train, val, epochs)
     return timed | {"measured_on": kind_name(fingerprint(params.train.intra_op_threads, devices))}
 
@@ -275,21 +259,24 @@ def timed_in_child(name: str, epochs: int) -> dict:
 
 
 def epoch_figures(
-    repeats: int, epochs: int, say: Callable[[str], None], xla: bool, peer: bool
+    repeats: int, epochs: int, say: Callable[[str], None], xla: bool, peers: list[str]
 ) -> dict:
-    """Each style, and the peer where it can run, `repeats` times, interleaved: repeat r runs
+    """Each style, and the `peers` that can run, `repeats` times, interleaved: repeat r runs
     every variant once before repeat r+1 starts, in an order that rotates. The GEMM rate is
     measured at the start of each repeat too: how fast the shared machine was just then."""
-    names = variants(xla, peer)
+    names = variants(xla, peers)
     times: dict[str, list[list[float]]] = {name: [] for name in names}
+    dispatches: dict[str, list[int]] = {name: [] for name in names}
     kinds: dict[str, str] = {}
-    profiles: dict[str, list[dict]] = {name: [] for name in names if name != PEER}
-    gemm_rates = []
+    profiles: dict[str, list[dict]] = {name: [] for name in names if name not in PEERS}
+    gemm_rates, torch_version = [], None
     for repeat in range(repeats):
         gemm_rates.append(matmul_flops_per_second(*SQUARE_GEMM))
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             timed = timed_in_child(name, epochs)
             times[name].append(timed["epochs"])
+            dispatches[name].append(timed["dispatches_per_epoch"])
+            torch_version = timed.get("torch", torch_version)  # from the peer's own venv
             kinds[name] = timed["measured_on"]
             if "profile" in timed:
                 profiles[name].append(timed["profile"])
@@ -300,7 +287,9 @@ def epoch_figures(
         "train_size": len(train),
         "val_size": len(val),
         "times": times,
+        "dispatches": dispatches,
         "profiles": profiles,
         "kinds": kinds,
         "gemm_rates": gemm_rates,  # FLOP/s, one per repeat
+        "torch_version": torch_version,
     }
