@@ -98,8 +98,9 @@ $(VENV)/.bench-installed: requirements-bench.txt requirements.txt $(VENV)/.insta
 # The PyTorch peer's venv: torch from PyTorch's CPU index where it answers within seconds, else
 # from PyPI with the NVIDIA wheels its build pulls. Where neither installs, the venv keeps pip's
 # error in one line (not-installed), which the bench says in place of the peer's figures; the
-# next `make bench` tries again.
-$(TORCH_VENV)/.installed: requirements-torch.txt requirements-torch-cuda.txt $(VENV)/.installed
+# next `make bench` tries again. The main venv's Python makes it, but a main venv made again does
+# not make it again (order-only): a few GB may come down for it.
+$(TORCH_VENV)/.installed: requirements-torch.txt requirements-torch-cuda.txt | $(VENV)/.installed
 	rm -rf $(TORCH_VENV)
 	$(BIN)/python -m venv $(TORCH_VENV)
 	@$(TORCH_PIP) install --no-deps --timeout 10 --retries 0 --index-url $(TORCH_CPU_INDEX) \
