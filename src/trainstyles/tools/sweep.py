@@ -11,6 +11,7 @@ are queued experiments named sweep-<seed>, run one at a time in temporary copies
 workspace and its committed run stay as they are, and `dvc exp show` lists the runs afterwards.
 Earlier runs of the same names are replaced. The record is this machine kind's,
 sweep/<kind>.json, beside the other kinds' (noise.reference_for chooses among them).
+Spread over several hosts, the same runs are trained and merged by tools/sweep_shards.py.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from trainstyles import StageError
 from trainstyles.pipeline.machine import fingerprint
 from trainstyles.pipeline.outputs import write_json
 from trainstyles.pipeline.params import STYLES, Params, load_params
-from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR, run_stage
+from trainstyles.pipeline.stage import MACHINE_DIR, METRICS_DIR, TIMING_DIR, run_stage
 from trainstyles.tools.commands import dvc, git
 from trainstyles.tools.machines import read_at
 from trainstyles.tools.noise import record_path, records, shared_params, summarise_runs
@@ -57,34 +58,46 @@ def queue(runs: list[dict]) -> None:
 
 
 def experiment_results(runs: list[dict], baseline: str) -> list[dict]:
-    """Each run's metrics per style, as `dvc exp show` has them, checked against its params.
-    The experiments are those of `baseline`, the commit they were queued on, wherever HEAD has
-    moved since (`dvc exp show` alone lists only HEAD's)."""
+    """Each run's result (run_result), from its experiment as `dvc exp show` has it. The
+    experiments are those of `baseline`, the commit they were queued on, wherever HEAD has moved
+    since (`dvc exp show` alone lists only HEAD's)."""
     shown = json.loads(dvc("exp", "show", "--json", "--rev", baseline))
     by_name = {
         experiment["name"]: experiment
-        for baseline in shown
-        for experiment in baseline.get("experiments") or []
+        for commit in shown
+        for experiment in commit.get("experiments") or []
     }
     results = []
     for run in runs:
         experiment = by_name.get(run["name"])
-        if experiment is None or experiment["executor"]["state"] != "success":
-            log = experiment["executor"]["local"]["log"] if experiment else "dvc queue logs"
-            raise StageError(f"experiment {run['name']} did not succeed: see {log}")
-        data = experiment["revs"][0]["data"]
-        params = data["params"]["params.yaml"]["data"]
-        if (params["seed"], params["model"]["hidden_order"]) != (run["seed"], run["hidden_order"]):
-            raise StageError(f"experiment {run['name']} ran with other params than queued")
-        metrics = data["metrics"]
-        results.append(
-            {
-                **run,
-                "rev": experiment["revs"][0]["rev"],
-                "metrics": {s: metrics[f"{METRICS_DIR}/{s}.json"]["data"] for s in STYLES},
-            }
-        )
+        if experiment is None:
+            raise StageError(f"no experiment {run['name']} of commit {baseline[:7]}")
+        # An experiment pulled from another host has no executor here: only its commit.
+        executor = experiment["executor"] or {"state": "success"}
+        if executor["state"] != "success":
+            raise StageError(
+                f"experiment {run['name']} did not succeed: see {executor['local']['log']}"
+            )
+        results.append(run_result(run, experiment["revs"][0]))
     return results
+
+
+def run_result(run: dict, revision: dict) -> dict:
+    """The run with its experiment's metrics per style, checked against the params it was queued
+    with; and those params, the machine each style trained on and the styles' training time."""
+    data = revision["data"]
+    params = data["params"]["params.yaml"]["data"]
+    if (params["seed"], params["model"]["hidden_order"]) != (run["seed"], run["hidden_order"]):
+        raise StageError(f"experiment {run['name']} ran with other params than queued")
+    metrics, rev = data["metrics"], revision["rev"]
+    timing = [read_at(rev, TIMING_DIR / f"{style}.json") or {} for style in STYLES]
+    return {
+        **run,
+        "metrics": {style: metrics[f"{METRICS_DIR}/{style}.json"]["data"] for style in STYLES},
+        "params": params,
+        "machines": {style: read_at(rev, MACHINE_DIR / f"{style}.json") for style in STYLES},
+        "train_seconds": sum(figures.get("train_seconds", 0) for figures in timing),
+    }
 
 
 def expected_machine(params: Params) -> dict:
@@ -94,44 +107,61 @@ def expected_machine(params: Params) -> dict:
     return machine | {"devices": ["GPU:0" if on_gpu else "CPU:0"]}
 
 
-def runs_wanted(requested: int | None, out: Path, replace: bool = False) -> int:
+def runs_wanted(
+    requested: int | None, out: Path, replace: bool = False, asked: str | None = None
+) -> int:
     """How many runs to sweep: as asked, else as many as the record at `out` holds (at least
     DEFAULT_RUNS). Fewer than it holds would replace it with a wider threshold and lower floors,
-    so that is refused, before anything is queued, unless `replace` says so."""
+    so that is refused, before anything is queued or written, unless `replace` says so; the
+    error names what `asked` for them (by default --seeds)."""
     held = len(json.loads(out.read_text())["runs"]) if out.is_file() else 0
     if requested is None:
         return max(held, DEFAULT_RUNS)
     if requested < held and not replace:
         raise StageError(
-            f"--seeds {requested}: {out} holds {held} runs, and a record of fewer would replace "
-            f"it (its threshold wider, its floors lower); ask for {held} or more, or --replace"
+            f"{asked or f'--seeds {requested}'}: {out} holds {held} runs, and a record of fewer "
+            f"would replace it (its threshold wider, its floors lower); ask for {held} or more, "
+            "or --replace"
         )
     return requested
 
 
-def sweep(count: int) -> dict:
+def check_count(count: int) -> None:
     if count < 2:
         raise StageError(f"--seeds {count}: a spread needs at least 2 runs")
-    params = load_params()
-    runs = planned_runs(params.seed, params.model.hidden_order, count)
+
+
+def train(runs: list[dict]) -> tuple[list[dict], float]:
+    """The runs trained here as queued experiments, one at a time, and their results; with the
+    wall-clock seconds they took."""
     baseline = git("rev-parse", "HEAD").strip()
     queue(runs)
     start = time.perf_counter()
     dvc("exp", "run", "--run-all", "--jobs", "1", capture=False)
     seconds = time.perf_counter() - start
-    return sweep_record(params, experiment_results(runs, baseline), seconds)
+    return experiment_results(runs, baseline), seconds
+
+
+def sweep(count: int) -> dict:
+    check_count(count)
+    params = load_params()
+    results, seconds = train(planned_runs(params.seed, params.model.hidden_order, count))
+    return sweep_record(params, results, seconds)
+
+
+RUN_KEYS = ("name", "seed", "hidden_order", "metrics")  # what a record keeps of each run
 
 
 def sweep_record(params: Params, results: list[dict], seconds: float) -> dict:
     """The record of the runs' results, all of them trained on one machine."""
-    machines = [read_at(r["rev"], MACHINE_DIR / f"{s}.json") for r in results for s in STYLES]
+    machines = [run["machines"][style] for run in results for style in STYLES]
     if any(machine != machines[0] for machine in machines):
         raise StageError("the sweep's runs record different machines: run it on one machine")
     return {
         "seeds": [run["seed"] for run in results],
         "hidden_orders": [run["hidden_order"] for run in results],
         "summary": summarise_runs(results),
-        "runs": [{k: v for k, v in run.items() if k != "rev"} for run in results],
+        "runs": [{key: run[key] for key in RUN_KEYS} for run in results],
         "machine": machines[0],
         "params": shared_params(params.model_dump()),
         "seconds": round(seconds, 1),
