@@ -17,7 +17,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # CUDA=1; CUDA=0 leaves it out anywhere.
 CUDA ?= $(shell { [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi; } >/dev/null 2>&1 && echo 1)
 
-.PHONY: repro test test-all test-real mutants equivalence report sweep bench lint setup data chromium image image-test gpu-check readme lock-check FORCE
+.PHONY: repro test test-all test-real mutants equivalence report sweep sweep-merge bench lint setup data chromium image image-test gpu-check readme lock-check FORCE
 
 # The last line says whether this machine is of the kind the committed run trained on.
 repro: setup
@@ -63,10 +63,17 @@ report: setup
 # the noise the report and make test-real judge this kind's runs by. SEEDS=N for N runs; by
 # default as many as that record holds (at least 5): a smaller record never replaces a larger
 # one unless asked (python -m trainstyles.tools.sweep --replace).
+# Spread over hosts (docs/noise.md): `make sweep SHARD=I/N SEEDS=S` on each of N hosts trains its
+# share of the S runs and pushes them (`dvc exp push origin`); then `make sweep-merge SEEDS=S` on
+# one pulls them all and writes a record per kind of machine they trained on.
 SEEDS ?=
+SHARD ?=
 sweep: setup
 	dvc repro split
-	python -m trainstyles.tools.sweep $(if $(SEEDS),--seeds $(SEEDS))
+	python -m trainstyles.tools.$(if $(SHARD),sweep_shards --shard $(SHARD),sweep) $(if $(SEEDS),--seeds $(SEEDS))
+
+sweep-merge: setup
+	python -m trainstyles.tools.sweep_shards --merge $(if $(SEEDS),--seeds $(SEEDS))
 
 # README's table of the committed run, rewritten from the workspace's run (after `make repro`,
 # before committing it); `make report` only writes report/.
