@@ -228,8 +228,13 @@ def timed_run(name: str, epochs: int) -> dict:
         train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         timed = jax_peer.timed_jax(name, params, train, val, epochs)
     else:
+        # TensorFlow and Keras load here: pipeline.gpu imports TensorFlow too, so timed_style's
+        # own measure of the import would find them loaded.
+        start = time.perf_counter()
+        from trainstyles.pipeline import training  # noqa: F401, PLC0415
         from trainstyles.pipeline.gpu import use_devices  # noqa: PLC0415
 
+        imported = time.perf_counter() - start
         devices = use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
         style = name.removesuffix(XLA)
         if style != name:
@@ -237,6 +242,7 @@ def timed_run(name: str, epochs: int) -> dict:
             params = params.model_copy(update={"train": xla})
         train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         timed = timed_style(style, params, train, val, epochs)
+        timed["profile"]["import"] = imported
     return timed | {"measured_on": kind_name(fingerprint(params.train.intra_op_threads, devices))}
 
 
