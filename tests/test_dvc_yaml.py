@@ -1,10 +1,13 @@
 """dvc.yaml must say what each stage really reads, or DVC re-runs too little (or too much); and
-every style of params.STYLES must have its stage, its place in evaluate and its curves."""
+every style of params.STYLES must have its stage, its place in evaluate, its curves and its
+model's artifact."""
 
+import re
 import subprocess
 import sys
 
 import pytest
+from gto.constants import assert_name_is_valid
 from ruamel.yaml import YAML
 
 from conftest import REPO
@@ -88,3 +91,30 @@ def test_the_curves_overlay_every_style_and_only_the_styles():
             assert list(spec["y"]) == [f"plots/{style}.csv" for style in STYLES], name
     confusion = [name for plot in PIPELINE["plots"] for name in plot if "confusion/" in name]
     assert confusion == [f"plots/confusion/{style}.csv" for style in STYLES]
+
+
+def model_artifact(style: str) -> str:
+    """The name `dvc artifacts get` takes for a style's model: DVC's docs ask a name for letters,
+    digits and dashes."""
+    return f"{style.replace('_', '-')}-model"
+
+
+def test_each_styles_model_is_one_artifact_and_no_artifact_points_elsewhere():
+    artifacts = PIPELINE["artifacts"]
+    for name in artifacts:
+        assert_name_is_valid(name)  # DVC's own check of a name, before `dvc artifacts get`
+    assert {name: spec["path"] for name, spec in artifacts.items()} == {
+        model_artifact(style): f"models/{style}.keras" for style in STYLES
+    }
+    for style in STYLES:
+        spec = artifacts[model_artifact(style)]
+        assert spec["type"] == "model"
+        assert spec["labels"] == ["keras", "fashion-mnist", "mlp", style]
+        assert "Fashion-MNIST" in spec["desc"] and style in spec["desc"]
+
+
+def test_pipeline_md_lists_each_models_artifact():
+    page = (REPO / "docs" / "pipeline.md").read_text()
+    section = page.split("\n## Models as artifacts\n", 1)[1]
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| `(models/[^`]+)` \|$", section, re.MULTILINE)
+    assert dict(rows) == {name: spec["path"] for name, spec in PIPELINE["artifacts"].items()}

@@ -1,7 +1,9 @@
 """A run shared through an S3 remote, as a team shares it: pushed from one clone, pulled into a
-fresh one that then trains nothing; an object corrupted in the remote refused on pull."""
+fresh one that then trains nothing; an object corrupted in the remote refused on pull; a version
+of one model fetched by its artifact's name (docs/pipeline.md, "Models as artifacts")."""
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from conftest import (
     make,
     s3_client,
 )
+from trainstyles.pipeline.params import STYLES
 from trainstyles.tools.commands import stages_run
 
 pytestmark = pytest.mark.slow
@@ -80,3 +83,76 @@ def test_an_object_corrupted_in_the_remote_is_refused_on_pull_and_nothing_is_wri
         assert hashlib.md5((trusting / MODEL).read_bytes()).hexdigest() != md5
     finally:
         s3.put_object(Bucket=BUCKET, Key=key, Body=original)
+
+
+def artifact_of(repo: Path, path: str) -> str:
+    """The name of the artifact of dvc.yaml in `repo` whose path is `path`."""
+    artifacts = YAML(typ="safe").load(repo / "dvc.yaml")["artifacts"]
+    [name] = [name for name, artifact in artifacts.items() if artifact["path"] == path]
+    return name
+
+
+# A version of a model is an annotated git tag, GTO's `<artifact>@v<semver>`.
+VERSION = "v1.0.0"
+VERSIONED, LIGHTWEIGHT, UNTAGGED = (f"models/{style}.keras" for style in STYLES[:3])
+
+
+@pytest.fixture(scope="module")
+def registered(pushed) -> Path:
+    """The pushed run with a version of one model, and a lightweight tag of another's name,
+    which DVC does not count as a version."""
+    for path, options in [(VERSIONED, ["-a", "-m", "the small run's model"]), (LIGHTWEIGHT, [])]:
+        name = f"{artifact_of(pushed, path)}@{VERSION}"
+        subprocess.run(["git", "tag", *options, name], cwd=pushed, check=True)
+    return pushed
+
+
+def artifacts_get(where: Path, *args: str) -> subprocess.CompletedProcess:
+    """`dvc artifacts get args`, run in `where`. DVC asks Studio first where a token is set:
+    never from a test."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DVC_STUDIO")}
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", "artifacts", "get", *args],
+        cwd=where, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def fresh_clone(origin: Path, destination: Path) -> str:
+    subprocess.run(["git", "clone", "-q", str(origin), str(destination)], check=True)
+    return str(destination)
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        pytest.param(fresh_clone, id="a fresh clone"),
+        # A git URL, as a reader names a hosted repository: DVC clones it itself.
+        pytest.param(lambda origin, _: f"file://{origin}", id="the repository's URL"),
+    ],
+)
+def test_a_models_version_is_fetched_from_the_remote_by_its_artifacts_name(
+    registered, repository, tmp_path
+):
+    url = repository(registered, tmp_path / "clone")
+    (tmp_path / "out").mkdir()
+    name, md5 = artifact_of(registered, VERSIONED), out_md5(registered, VERSIONED)
+    # Where the bytes come from: the bucket, not the cache of the repository that pushed them.
+    shown = artifacts_get(tmp_path / "out", url, name, "--show-url")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"s3://{BUCKET}/runs/files/md5/{md5[:2]}/{md5[2:]}"
+
+    fetched = artifacts_get(tmp_path / "out", url, name)
+    assert fetched.returncode == 0, fetched.stderr
+    [model] = (tmp_path / "out").iterdir()
+    assert model.name == Path(VERSIONED).name
+    assert hashlib.md5(model.read_bytes()).hexdigest() == md5
+
+
+def test_an_unknown_name_and_a_model_with_no_version_are_refused_by_name(registered, tmp_path):
+    """The control: the same run and remote, only the name or the tag differs."""
+    unversioned = [artifact_of(registered, path) for path in (LIGHTWEIGHT, UNTAGGED)]
+    for name in ["train-nonexistent-model", *unversioned]:
+        refused = artifacts_get(tmp_path, f"file://{registered}", name)
+        assert refused.returncode != 0
+        assert f"Unable to find artifact '{name}'" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
