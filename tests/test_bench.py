@@ -282,6 +282,26 @@ def test_the_jax_peers_train_the_same_epochs_with_a_dispatch_per_batch_or_per_ep
     assert scan["losses"] == pytest.approx(step["losses"], rel=1e-4)
 
 
+@pytest.mark.slow  # starts JAX in a process of its own
+def test_the_jax_peers_xla_threads_follow_the_cores_they_are_given():
+    """XLA's CPU backend takes no thread count: use_cores sizes its Eigen pool."""
+    pytest.importorskip("jax", reason="the bench extra (requirements-bench.txt)")
+    program = (
+        "import os\n"
+        "from trainstyles.tools.bench.jax_peer import use_cores\n"
+        "use_cores(1)\n"
+        "import jax, jax.numpy as jnp\n"
+        "jax.jit(lambda a: a @ a)(jnp.ones((256, 256))).block_until_ready()\n"
+        "tasks = os.listdir('/proc/self/task')\n"
+        "names = [open(f'/proc/self/task/{task}/comm').read().strip() for task in tasks]\n"
+        "print(names.count('tf_XLAEigen'))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert ran.stdout.split()[-1:] == ["1"], ran.stderr
+
+
 @pytest.mark.slow  # starts torch in another venv: seconds
 def test_the_pytorch_peer_trains_the_same_epochs_in_its_own_venv(tmp_path, monkeypatch):
     if timing.torch_missing(REPO / timing.TORCH_VENV):
