@@ -35,8 +35,10 @@ from trainstyles.pipeline.styles import style_module
 from trainstyles.pipeline.training import train_on
 
 strategy, logical_cpus, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
+# No XLA in either run: a strategy's replicas train without it (determinism.uses_xla), and the
+# single run must differ from them only in the distribution.
 params = tiny_params(
-    train={"steps_per_execution": 1},
+    train={"steps_per_execution": 1, "jit_compile": False},
     distribute={"strategy": strategy, "logical_cpus": logical_cpus},
 )
 train, val = learnable_split(600, seed=40), learnable_split(100, seed=41)
