@@ -398,6 +398,22 @@ def test_the_multi_gpu_recipe_without_one_step_per_call_is_refused(tmp_path):
         apply_params_block(broken, path)
 
 
+# What the pages say, held to what exists.
+
+
+def named_records(text: str) -> set[str]:
+    return set(re.findall(r"sweep/[a-z0-9-]+\.json", text))
+
+
+def test_every_sweep_record_a_page_names_is_committed():
+    named = {record for page in PAGES for record in named_records(page.read_text())}
+    assert named, "no page names a sweep record"
+    assert sorted(record for record in named if not (REPO / record).is_file()) == []
+    # The control: a record no kind has committed.
+    assert named_records("`sweep/nvidia-h200.json`") == {"sweep/nvidia-h200.json"}
+    assert not (REPO / "sweep/nvidia-h200.json").exists()
+
+
 # Running the shell blocks: the slow tier, but for the runner's own control.
 
 
@@ -566,3 +582,37 @@ def test_a_params_block_that_changes_the_run_trains_a_style_with_it(small_run, t
             dvc(copy, "repro", STYLES[0])
             trained.append(block.where)
     assert multi_gpu_recipe().where in trained
+
+
+@pytest.mark.slow
+def test_the_device_line_the_pages_quote_is_the_one_a_trainer_prints(
+    small_run, tmp_path, monkeypatch
+):
+    """Each `<style>: training on …` a page quotes is the line a trainer prints: on the CPU as
+    a trainer prints it here, on a GPU as `gpu_name` names one."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from trainstyles.pipeline import gpu  # noqa: PLC0415
+
+    if gpu.driver_cuda_version():
+        pytest.skip("an NVIDIA driver is present here: the CPU line is not the one printed")
+    copy = copy_run(small_run, tmp_path / "repo")
+    output = dvc(copy, "repro", "--force", "--single-item", STYLES[-1])
+    [printed] = [line for line in output.splitlines() if ": training on " in line]
+    assert printed == f"{STYLES[-1]}: training on CPU:0"
+    details = {"device_name": "NVIDIA H200", "compute_capability": (9, 0)}
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: details)
+    on_gpu = printed.replace("CPU:0", gpu.gpu_name(0, None))
+    quotes = [
+        (page.name, style, device)
+        for page in PAGES
+        for style, device in re.findall(r"(\w+): training on ([^`\n]+)", page.read_text())
+    ]
+    assert {device for _, _, device in quotes} >= {"CPU:0", "GPU:0 ("}
+    for page, style, device in quotes:
+        assert style in STYLES, page
+        line = f"{STYLES[-1]}: training on {device}"
+        assert line == printed or (device.startswith("GPU") and on_gpu.startswith(line)), page
+    # The control: a line that no trainer prints matches neither.
+    stale = "training on the CPU"
+    assert f"{STYLES[-1]}: {stale}" != printed and not on_gpu.startswith(f"{STYLES[-1]}: {stale}")

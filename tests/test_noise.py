@@ -157,6 +157,20 @@ def test_a_record_is_filed_under_its_own_kind(record):
     assert RECORDS[COMMITTED / noise.record_path(record["machine"])] is record
 
 
+def test_the_two_avx512_kinds_round_alike_and_the_avx2_kind_does_not():
+    """docs/noise.md: the committed records of AMD EPYC 25/17 and Intel Xeon 6/106, both with
+    AVX-512, hold the same figures run by run, while AMD EPYC 25/1, without it, trained seed 42
+    to other figures than the committed run."""
+    by_kind = {kind_name(record["machine"]): record for record in RECORDS.values()}
+    epyc, xeon = by_kind["AMD EPYC 25/17"], by_kind["Intel Xeon 6/106"]
+    for record in (epyc, xeon):
+        assert "avx512f" in record["machine"]["cpu"]["features"]
+    assert epyc["machine"] != xeon["machine"]  # the control: two kinds, not one record twice
+    assert epyc["runs"] == xeon["runs"]
+    committed_kind = kind_name(noise.run_machine(COMMITTED))
+    assert seed_42_by_kind()["AMD EPYC 25/1"] != seed_42_by_kind()[committed_kind]
+
+
 @pytest.mark.slow
 def test_a_workspace_run_of_a_kind_no_record_has_fails_no_test_of_the_committed_run(tmp_path):
     """The control: in a copy whose workspace run reads as trained on a kind no record has (as
