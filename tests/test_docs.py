@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, copy_run, dvc, in_its_shell, ready_for_make, s3_client
+from conftest import REPO, copy_run, dvc, in_its_shell, ready_for_make, s3_client, table_rows
 from trainstyles import StageError
 from trainstyles.pipeline.params import STYLES, Params, load_params
 
@@ -412,6 +412,44 @@ def test_every_sweep_record_a_page_names_is_committed():
     # The control: a record no kind has committed.
     assert named_records("`sweep/nvidia-h200.json`") == {"sweep/nvidia-h200.json"}
     assert not (REPO / "sweep/nvidia-h200.json").exists()
+
+
+def test_the_comment_shows_the_rows_beyond_noise_and_folds_the_rest(monkeypatch):
+    """docs/comparing.md's "Reading the comment", on a made-up diff: the params that changed,
+    the verdict, a table of the metrics beyond noise alone, and every other row folded under
+    the summary line the page quotes."""
+    from trainstyles.tools import report  # noqa: PLC0415
+    from trainstyles.tools.noise import Reference, summary  # noqa: PLC0415
+
+    runs = [0.861, 0.874, 0.868, 0.880, 0.857]
+    record = {"runs": [{}] * len(runs), "summary": {"train_raw": {
+        "test_accuracy": summary(runs), "epochs_run": summary([10.0] * len(runs)),
+    }}}  # fmt: skip
+    diffs = {
+        "params": {"params.yaml": {"train_raw.epochs": {"old": 10, "new": 9, "diff": -1}}},
+        "metrics": {
+            "metrics/train_raw.json": {
+                "test_accuracy": {"old": 0.87, "new": 0.871, "diff": 0.001},
+                "epochs_run": {"old": 10, "new": 9, "diff": -1},
+            },
+            "metrics/timing/train_raw.json": {"train_seconds": {"old": 9, "new": 8, "diff": -1}},
+        },
+    }
+    monkeypatch.setattr(report, "dvc_diff", lambda kind, revision: diffs[kind])
+    monkeypatch.setattr(report, "run_machines", lambda revision=None: dict.fromkeys(STYLES))
+    reference = Reference(record, Path("sweep/a-kind.json"), "Judged by a-kind.")
+    section = report.diff_section("main", reference, {}, same_machine=False)
+    shown, folded = section.split("<details>")
+    assert shown.index("**Params changed**") < shown.index("**1 of 2 changed metrics")
+    assert [row[1] for row in table_rows(shown, "`metrics/train_raw.json`")] == ["`epochs_run`"]
+    summary_line = "<summary>2 more rows: within noise, or not judged</summary>"
+    assert folded.startswith(summary_line)
+    assert {row[1] for row in table_rows(folded, "`metrics/train_raw.json`")} == {
+        "`test_accuracy`"
+    }
+    assert table_rows(folded, "`metrics/timing/train_raw.json`")
+    quoted = summary_line.removeprefix("<summary>").removesuffix("</summary>").replace("2", "N")
+    assert f'"{quoted}"' in (REPO / "docs" / "comparing.md").read_text()
 
 
 # Running the shell blocks: the slow tier, but for the runner's own control.

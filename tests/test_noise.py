@@ -171,6 +171,19 @@ def test_the_two_avx512_kinds_round_alike_and_the_avx2_kind_does_not():
     assert seed_42_by_kind()["AMD EPYC 25/1"] != seed_42_by_kind()[committed_kind]
 
 
+def test_a_style_that_runs_its_whole_budget_has_no_spread_in_epochs_so_any_change_counts(record):
+    """docs/comparing.md, "Acting on a verdict": in the committed records, train_raw and
+    train_clipped run their `epochs` in every run, so `epochs_run` has sd 0 and any change to it
+    is beyond noise; the early-stopped styles' counts vary with the seed."""
+    for style in ("train_raw", "train_clipped"):
+        band = record["summary"][style]["epochs_run"]
+        assert band["sd"] == 0 and band["mean"] == record["params"][style]["epochs"], style
+        assert noise.judge(-1, band) == "beyond noise"
+    for style in ("train_fit", "train_step"):  # the control: a count that varies is judged
+        band = record["summary"][style]["epochs_run"]
+        assert band["sd"] > 0 and noise.judge(-1, band) == "within noise", style
+
+
 @pytest.mark.slow
 def test_a_workspace_run_of_a_kind_no_record_has_fails_no_test_of_the_committed_run(tmp_path):
     """The control: in a copy whose workspace run reads as trained on a kind no record has (as
