@@ -156,25 +156,18 @@ SCENES = {
     "workspace": (
         ("README.md", "make repro"),
         ("README.md", "dvc metrics show"),
-        ("README.md", "dvc plots show"),
-        ("docs/comparing.md", "dvc metrics show"),
         ("README.md", "make report"),
         ("docs/comparing.md", "make report"),
-        ("docs/noise.md", "make report REV=main SAME_MACHINE=1"),
+        ("docs/comparing.md", "make report REV=main SAME_MACHINE=1"),
         ("README.md", "tensorboard --logdir logs"),
-        ("docs/noise.md", "python -m trainstyles.tools.machines --against HEAD"),
         ("docs/reproducibility.md", "python -m trainstyles.tools.machines --against HEAD"),
         ("docs/reproducibility.md", "make equivalence"),
         ("docs/reproducibility.md", "dvc repro -f"),
         ("docs/gpu.md", "dvc repro -f"),
         ("docs/bench.md", "python -m trainstyles.tools.bench --page"),
     ),
-    "experiments": (
-        ("README.md", "dvc exp run -S train_clipped.clip_norm=0.5"),
-        ("docs/comparing.md", "dvc exp run -S train_clipped.clip_norm=0.5"),
-    ),
+    "experiments": (("docs/comparing.md", "dvc exp run -S train_clipped.clip_norm=0.5"),),
     "s3 remote": (
-        ("README.md", "dvc remote add --default storage s3://my-bucket/trainstyles"),
         ("docs/comparing.md", "dvc remote add --default storage s3://my-bucket/trainstyles"),
     ),
     "shared directory": (
@@ -398,7 +391,101 @@ def test_the_multi_gpu_recipe_without_one_step_per_call_is_refused(tmp_path):
         apply_params_block(broken, path)
 
 
-# What the pages say, held to what exists.
+# What the pages say, held to what exists: links, the house words, records, the comment.
+
+
+def prose(path: Path) -> str:
+    """A page's Markdown outside its fenced blocks, which hold commands and output, not links."""
+    lines, fence = [], None
+    for line in path.read_text().splitlines():
+        opening = FENCE.match(line)
+        if fence is None and opening:
+            fence = opening[2]
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is None:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation but `-` and `_`
+    dropped, spaces as `-`, and `-1`, `-2`, … after a repeated one."""
+    anchors, seen = set(), {}
+    for line in prose(path).splitlines():
+        if heading := re.match(r"#{1,6} (.+)", line):
+            anchor = re.sub(r"[^\w\- ]", "", heading[1].strip().lower()).replace(" ", "-")
+            count = seen.get(anchor, 0)
+            seen[anchor] = count + 1
+            anchors.add(f"{anchor}-{count}" if count else anchor)
+    return anchors
+
+
+def broken_links(path: Path, root: Path = REPO) -> list[str]:
+    """Each link of a page to a file of the repository that does not exist, or to a heading
+    that its page does not have."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose(path)):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists():
+            broken.append(f"{path.relative_to(root)}: {target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+            broken.append(f"{path.relative_to(root)}: {target}: no such heading")
+    return broken
+
+
+def test_every_link_of_a_page_names_a_file_and_a_heading_that_exist(tmp_path):
+    assert [problem for page in PAGES for problem in broken_links(page)] == []
+    # The control: a heading renamed, a page moved, and a heading that exists.
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(
+        "## Same-machine A/B\n\nSee [a](#same-machine-ab), [b](other.md), [c](#same-machine)."
+    )
+    assert broken_links(page, tmp_path) == [
+        "docs/page.md: other.md: no such file",
+        "docs/page.md: #same-machine: no such heading",
+    ]
+
+
+GLOSSARY = REPO / "docs" / "glossary.md"
+# The project's own words, as a page uses them, and their entry in docs/glossary.md.
+HOUSE_WORDS = {
+    "machine-kind-kind": r"\bmachine kinds?\b|\bkinds? of machine\b|\b(CPU|GPU) kinds?\b",
+    "stand-in-record": r"\bstand-in records?\b|\bstanding in for\b|\bnearest,? stand(s|ing) in\b",
+    "fit-based-styles": r"\bfit-based\b",
+    "cuda-layer": r"\bCUDA layer\b",
+}
+
+
+def undefined_words(path: Path, root: Path = REPO) -> list[str]:
+    """Each house word a page uses, outside its code, without a link to its glossary entry."""
+    text = visible_text(path)
+    links = prose(path)
+    return [
+        f"{path.relative_to(root)}: {re.search(words, text)[0]!r} without a link to "
+        f"glossary.md#{entry}"
+        for entry, words in HOUSE_WORDS.items()
+        if re.search(words, text) and f"glossary.md#{entry})" not in links
+    ]
+
+
+def test_each_house_word_a_page_uses_links_its_definition(tmp_path):
+    assert set(HOUSE_WORDS) <= heading_anchors(GLOSSARY)
+    assert "(docs/glossary.md)" in prose(REPO / "README.md")
+    pages = [page for page in PAGES if page != GLOSSARY]
+    assert [problem for page in pages for problem in undefined_words(page)] == []
+    # The control: the word used with no link, and the same word linked.
+    page = tmp_path / "page.md"
+    page.write_text("Trained on another machine kind.\n")
+    assert undefined_words(page, tmp_path) == [
+        "page.md: 'machine kind' without a link to glossary.md#machine-kind-kind"
+    ]
+    page.write_text("Trained on another [machine kind](docs/glossary.md#machine-kind-kind).\n")
+    assert undefined_words(page, tmp_path) == []
 
 
 def named_records(text: str) -> set[str]:
@@ -444,9 +531,7 @@ def test_the_comment_shows_the_rows_beyond_noise_and_folds_the_rest(monkeypatch)
     assert [row[1] for row in table_rows(shown, "`metrics/train_raw.json`")] == ["`epochs_run`"]
     summary_line = "<summary>2 more rows: within noise, or not judged</summary>"
     assert folded.startswith(summary_line)
-    assert {row[1] for row in table_rows(folded, "`metrics/train_raw.json`")} == {
-        "`test_accuracy`"
-    }
+    assert {row[1] for row in table_rows(folded, "`metrics/train_raw.json`")} == {"`test_accuracy`"}
     assert table_rows(folded, "`metrics/timing/train_raw.json`")
     quoted = summary_line.removeprefix("<summary>").removesuffix("</summary>").replace("2", "N")
     assert f'"{quoted}"' in (REPO / "docs" / "comparing.md").read_text()
