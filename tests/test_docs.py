@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, copy_run, dvc, in_its_shell, ready_for_make, s3_client
+from conftest import REPO, copy_run, dvc, in_its_shell, ready_for_make, s3_client, table_rows
 from trainstyles import StageError
 from trainstyles.pipeline.params import STYLES, Params, load_params
 
@@ -156,25 +156,18 @@ SCENES = {
     "workspace": (
         ("README.md", "make repro"),
         ("README.md", "dvc metrics show"),
-        ("README.md", "dvc plots show"),
-        ("docs/comparing.md", "dvc metrics show"),
         ("README.md", "make report"),
         ("docs/comparing.md", "make report"),
-        ("docs/noise.md", "make report REV=main SAME_MACHINE=1"),
+        ("docs/comparing.md", "make report REV=main SAME_MACHINE=1"),
         ("README.md", "tensorboard --logdir logs"),
-        ("docs/noise.md", "python -m trainstyles.tools.machines --against HEAD"),
         ("docs/reproducibility.md", "python -m trainstyles.tools.machines --against HEAD"),
         ("docs/reproducibility.md", "make equivalence"),
         ("docs/reproducibility.md", "dvc repro -f"),
         ("docs/gpu.md", "dvc repro -f"),
         ("docs/bench.md", "python -m trainstyles.tools.bench --page"),
     ),
-    "experiments": (
-        ("README.md", "dvc exp run -S train_clipped.clip_norm=0.5"),
-        ("docs/comparing.md", "dvc exp run -S train_clipped.clip_norm=0.5"),
-    ),
+    "experiments": (("docs/comparing.md", "dvc exp run -S train_clipped.clip_norm=0.5"),),
     "s3 remote": (
-        ("README.md", "dvc remote add --default storage s3://my-bucket/trainstyles"),
         ("docs/comparing.md", "dvc remote add --default storage s3://my-bucket/trainstyles"),
     ),
     "shared directory": (
@@ -398,6 +391,152 @@ def test_the_multi_gpu_recipe_without_one_step_per_call_is_refused(tmp_path):
         apply_params_block(broken, path)
 
 
+# What the pages say, held to what exists: links, the house words, records, the comment.
+
+
+def prose(path: Path) -> str:
+    """A page's Markdown outside its fenced blocks, which hold commands and output, not links."""
+    lines, fence = [], None
+    for line in path.read_text().splitlines():
+        opening = FENCE.match(line)
+        if fence is None and opening:
+            fence = opening[2]
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is None:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation but `-` and `_`
+    dropped, spaces as `-`, and `-1`, `-2`, … after a repeated one."""
+    anchors, seen = set(), {}
+    for line in prose(path).splitlines():
+        if heading := re.match(r"#{1,6} (.+)", line):
+            anchor = re.sub(r"[^\w\- ]", "", heading[1].strip().lower()).replace(" ", "-")
+            count = seen.get(anchor, 0)
+            seen[anchor] = count + 1
+            anchors.add(f"{anchor}-{count}" if count else anchor)
+    return anchors
+
+
+def broken_links(path: Path, root: Path = REPO) -> list[str]:
+    """Each link of a page to a file of the repository that does not exist, or to a heading
+    that its page does not have."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose(path)):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists():
+            broken.append(f"{path.relative_to(root)}: {target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+            broken.append(f"{path.relative_to(root)}: {target}: no such heading")
+    return broken
+
+
+def test_every_link_of_a_page_names_a_file_and_a_heading_that_exist(tmp_path):
+    assert [problem for page in PAGES for problem in broken_links(page)] == []
+    # The control: a heading renamed, a page moved, and a heading that exists.
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(
+        "## Same-machine A/B\n\nSee [a](#same-machine-ab), [b](other.md), [c](#same-machine)."
+    )
+    assert broken_links(page, tmp_path) == [
+        "docs/page.md: other.md: no such file",
+        "docs/page.md: #same-machine: no such heading",
+    ]
+
+
+GLOSSARY = REPO / "docs" / "glossary.md"
+# The project's own words, as a page uses them, and their entry in docs/glossary.md.
+HOUSE_WORDS = {
+    "machine-kind-kind": r"\bmachine kinds?\b|\bkinds? of machine\b|\b(CPU|GPU) kinds?\b",
+    "stand-in-record": r"\bstand-in records?\b|\bstanding in for\b|\bnearest,? stand(s|ing) in\b",
+    "fit-based-styles": r"\bfit-based\b",
+    "cuda-layer": r"\bCUDA layer\b",
+}
+
+
+def undefined_words(path: Path, root: Path = REPO) -> list[str]:
+    """Each house word a page uses, outside its code, without a link to its glossary entry."""
+    text = visible_text(path)
+    links = prose(path)
+    return [
+        f"{path.relative_to(root)}: {re.search(words, text)[0]!r} without a link to "
+        f"glossary.md#{entry}"
+        for entry, words in HOUSE_WORDS.items()
+        if re.search(words, text) and f"glossary.md#{entry})" not in links
+    ]
+
+
+def test_each_house_word_a_page_uses_links_its_definition(tmp_path):
+    assert set(HOUSE_WORDS) <= heading_anchors(GLOSSARY)
+    assert "(docs/glossary.md)" in prose(REPO / "README.md")
+    pages = [page for page in PAGES if page != GLOSSARY]
+    assert [problem for page in pages for problem in undefined_words(page)] == []
+    # The control: the word used with no link, and the same word linked.
+    page = tmp_path / "page.md"
+    page.write_text("Trained on another machine kind.\n")
+    assert undefined_words(page, tmp_path) == [
+        "page.md: 'machine kind' without a link to glossary.md#machine-kind-kind"
+    ]
+    page.write_text("Trained on another [machine kind](docs/glossary.md#machine-kind-kind).\n")
+    assert undefined_words(page, tmp_path) == []
+
+
+def named_records(text: str) -> set[str]:
+    return set(re.findall(r"sweep/[a-z0-9-]+\.json", text))
+
+
+def test_every_sweep_record_a_page_names_is_committed():
+    named = {record for page in PAGES for record in named_records(page.read_text())}
+    assert named, "no page names a sweep record"
+    assert sorted(record for record in named if not (REPO / record).is_file()) == []
+    # The control: a record no kind has committed.
+    assert named_records("`sweep/nvidia-h200.json`") == {"sweep/nvidia-h200.json"}
+    assert not (REPO / "sweep/nvidia-h200.json").exists()
+
+
+def test_the_comment_shows_the_rows_beyond_noise_and_folds_the_rest(monkeypatch):
+    """docs/comparing.md's "Reading the comment", on a made-up diff: the params that changed,
+    the verdict, a table of the metrics beyond noise alone, and every other row folded under
+    the summary line the page quotes."""
+    from trainstyles.tools import report  # noqa: PLC0415
+    from trainstyles.tools.noise import Reference, summary  # noqa: PLC0415
+
+    runs = [0.861, 0.874, 0.868, 0.880, 0.857]
+    record = {"runs": [{}] * len(runs), "summary": {"train_raw": {
+        "test_accuracy": summary(runs), "epochs_run": summary([10.0] * len(runs)),
+    }}}  # fmt: skip
+    diffs = {
+        "params": {"params.yaml": {"train_raw.epochs": {"old": 10, "new": 9, "diff": -1}}},
+        "metrics": {
+            "metrics/train_raw.json": {
+                "test_accuracy": {"old": 0.87, "new": 0.871, "diff": 0.001},
+                "epochs_run": {"old": 10, "new": 9, "diff": -1},
+            },
+            "metrics/timing/train_raw.json": {"train_seconds": {"old": 9, "new": 8, "diff": -1}},
+        },
+    }
+    monkeypatch.setattr(report, "dvc_diff", lambda kind, revision: diffs[kind])
+    monkeypatch.setattr(report, "run_machines", lambda revision=None: dict.fromkeys(STYLES))
+    reference = Reference(record, Path("sweep/a-kind.json"), "Judged by a-kind.")
+    section = report.diff_section("main", reference, {}, same_machine=False)
+    shown, folded = section.split("<details>")
+    assert shown.index("**Params changed**") < shown.index("**1 of 2 changed metrics")
+    assert [row[1] for row in table_rows(shown, "`metrics/train_raw.json`")] == ["`epochs_run`"]
+    summary_line = "<summary>2 more rows: within noise, or not judged</summary>"
+    assert folded.startswith(summary_line)
+    assert {row[1] for row in table_rows(folded, "`metrics/train_raw.json`")} == {"`test_accuracy`"}
+    assert table_rows(folded, "`metrics/timing/train_raw.json`")
+    quoted = summary_line.removeprefix("<summary>").removesuffix("</summary>").replace("2", "N")
+    assert f'"{quoted}"' in (REPO / "docs" / "comparing.md").read_text()
+
+
 # Running the shell blocks: the slow tier, but for the runner's own control.
 
 
@@ -566,3 +705,37 @@ def test_a_params_block_that_changes_the_run_trains_a_style_with_it(small_run, t
             dvc(copy, "repro", STYLES[0])
             trained.append(block.where)
     assert multi_gpu_recipe().where in trained
+
+
+@pytest.mark.slow
+def test_the_device_line_the_pages_quote_is_the_one_a_trainer_prints(
+    small_run, tmp_path, monkeypatch
+):
+    """Each `<style>: training on …` a page quotes is the line a trainer prints: on the CPU as
+    a trainer prints it here, on a GPU as `gpu_name` names one."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from trainstyles.pipeline import gpu  # noqa: PLC0415
+
+    if gpu.driver_cuda_version():
+        pytest.skip("an NVIDIA driver is present here: the CPU line is not the one printed")
+    copy = copy_run(small_run, tmp_path / "repo")
+    output = dvc(copy, "repro", "--force", "--single-item", STYLES[-1])
+    [printed] = [line for line in output.splitlines() if ": training on " in line]
+    assert printed == f"{STYLES[-1]}: training on CPU:0"
+    details = {"device_name": "NVIDIA H200", "compute_capability": (9, 0)}
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: details)
+    on_gpu = printed.replace("CPU:0", gpu.gpu_name(0, None))
+    quotes = [
+        (page.name, style, device)
+        for page in PAGES
+        for style, device in re.findall(r"(\w+): training on ([^`\n]+)", page.read_text())
+    ]
+    assert {device for _, _, device in quotes} >= {"CPU:0", "GPU:0 ("}
+    for page, style, device in quotes:
+        assert style in STYLES, page
+        line = f"{STYLES[-1]}: training on {device}"
+        assert line == printed or (device.startswith("GPU") and on_gpu.startswith(line)), page
+    # The control: a line that no trainer prints matches neither.
+    stale = "training on the CPU"
+    assert f"{STYLES[-1]}: {stale}" != printed and not on_gpu.startswith(f"{STYLES[-1]}: {stale}")

@@ -25,17 +25,21 @@ def mean_sd_and_range(band: dict, digits: int = 4) -> tuple[str, str]:
     )
 
 
+# Where docs/noise.md explains the paired test, once for all the records its tables show.
+PAIRED_TEST = "#the-statistics"
+
+
 def records_tables(found: Mapping[Path, dict]) -> str:
     """docs/noise.md's tables: each machine kind's record under a heading of its own."""
     return "\n\n".join(
-        f"#### {kind_name(record['machine'])}\n\n{sweep_tables(record, path)}"
+        f"#### {kind_name(record['machine'])}\n\n{sweep_tables(record, path, PAIRED_TEST)}"
         for path, record in found.items()
     )
 
 
-def sweep_tables(record: dict, path: Path) -> str:
+def sweep_tables(record: dict, path: Path, paired_test: str | None = None) -> str:
     """Each style's mean, sd and range over the sweep, and each pair of styles compared run by
-    run."""
+    run. The paired test is said in full, or, on a page that explains it, linked (`paired_test`)."""
     runs, seeds = len(record["runs"]), record["seeds"]
     header = [
         "style", "test accuracy", "range", "test loss", "range", "best val accuracy", "epochs",
@@ -80,8 +84,11 @@ def sweep_tables(record: dict, path: Path) -> str:
             f"(`{path}`, written by `make sweep`). Mean ± sd and range over the runs; the "
             f"acceptance floor of `make test-real` is mean − {noise.FLOOR_SDS} sd.",
             table(header, rows),
-            "**The styles compared seed by seed.** Every run trains all styles with one seed, so "
-            "each pair is judged on its per-run differences: a paired t-test over the "
+            f"**The styles compared seed by seed**, over the {runs} runs "
+            f"([the paired test]({paired_test})):"
+            if paired_test
+            else "**The styles compared seed by seed.** Every run trains all styles with one "
+            "seed, so each pair is judged on its per-run differences: a paired t-test over the "
             f"{runs} runs, two-sided, Holm-corrected over the pairs, at {noise.ALPHA:.0%}.",
             table(
                 ["pair", "metric", "difference, mean ± sd", "t", "p (Holm)", "verdict"], pair_rows
