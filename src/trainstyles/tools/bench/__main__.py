@@ -9,9 +9,9 @@ Three yardsticks, measured in the same run on the same machine (docs/bench.md: h
   on as many threads as the styles train with;
 - the pipeline: each stage's wall time and peak resident memory in a full `dvc repro -f`, and
   the time of a `dvc repro` with nothing to do.
-Each style is timed as params.yaml trains it and again with XLA (`train.jit_compile: true`).
+Each style is timed as params.yaml trains it and again without XLA (`train.jit_compile: false`).
 
-    python -m trainstyles.tools.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--no-xla]
+    python -m trainstyles.tools.bench [--epochs 3] [--repeats 3] [--no-pipeline] [--xla-only]
                                       [--out F]
     python -m trainstyles.tools.bench --page      (docs/bench.md's tables from bench/results.json)
 
@@ -90,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--doc", type=Path, help=f"the page to rewrite ({BENCH_PAGE} when --out is {RESULTS})"
     )
-    parser.add_argument("--no-xla", action="store_true", help="skip the styles' XLA timings")
-    parser.add_argument("--run", choices=variants(xla=True, peers=PEERS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--xla-only", action="store_true", help="skip the styles' timings without XLA"
+    )
+    parser.add_argument(
+        "--run", choices=variants(without_xla=True, peers=PEERS), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     # Results written elsewhere (a trial of a lever) leave the page, which shows RESULTS, alone.
     page = args.doc or (BENCH_PAGE if args.out == RESULTS else None)
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     with gemm_threads(params.train.intra_op_threads) as blas:
         say(f"the limit's GEMMs: numpy on {blas}")
         pipeline = None if args.no_pipeline else pipeline_figures(Path.cwd(), say, cpu_kind)
-        measured = epoch_figures(args.repeats, args.epochs, say, not args.no_xla, peers)
+        measured = epoch_figures(args.repeats, args.epochs, say, not args.xla_only, peers)
         measured |= {"peer_missing": missing_peer, "jax_missing": missing_jax}
         # A shared machine runs at the speed its neighbours leave it: the square GEMM's rate
         # before the pipeline and at each repeat shows how fast it was, and the best of them is

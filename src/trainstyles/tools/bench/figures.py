@@ -14,7 +14,7 @@ JAX_STEP = "jax, a jitted step per batch"
 JAX_SCAN = "jax, the epoch as one lax.scan"
 PEERS = (JAX_STEP, JAX_SCAN, PEER)  # the same MLP outside the pipeline, in other frameworks
 
-XLA = " (XLA)"  # a style's variant with train.jit_compile true: "train_fit (XLA)"
+NO_XLA = " (no XLA)"  # a style's variant with train.jit_compile false: "train_fit (no XLA)"
 
 
 def layer_shapes(model: ModelParams) -> list[tuple[int, int]]:
@@ -96,9 +96,11 @@ def fixed_overhead(results: dict) -> dict | None:
     }
 
 
-def variants(xla: bool, peers: Sequence[str]) -> list[str]:
-    """Each style, each again with XLA where `xla`, and the `peers` that run, in PEERS' order."""
-    return [*STYLES] + [style + XLA for style in STYLES if xla] + [p for p in PEERS if p in peers]
+def variants(without_xla: bool, peers: Sequence[str]) -> list[str]:
+    """Each style, each again without XLA where `without_xla`, and the `peers` that run, in
+    PEERS' order."""
+    plain = [style + NO_XLA for style in STYLES if without_xla]
+    return [*STYLES, *plain] + [p for p in PEERS if p in peers]
 
 
 def summarise(params: Params, measured: dict, limit: dict) -> dict:

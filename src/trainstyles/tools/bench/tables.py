@@ -3,7 +3,13 @@ epochs against the peer and the limit, each style's profile, the pipeline's stag
 
 from pathlib import Path
 
-from trainstyles.tools.bench.figures import PEER, XLA, fixed_overhead, machine_kind, measured_on
+from trainstyles.tools.bench.figures import (
+    NO_XLA,
+    PEER,
+    fixed_overhead,
+    machine_kind,
+    measured_on,
+)
 from trainstyles.tools.pages import BENCH_PAGE, replace_block, table
 
 RESULTS = Path("bench/results.json")
@@ -210,11 +216,12 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
         f"shapes, batch by each layer, reached {shapes} GFLOP/s)"
         + (f", numpy on {limit['blas']}." if limit.get("blas") else "."),
     ]
-    if any(name.endswith(XLA) for name in results["epochs"]):
+    if any(name.endswith(NO_XLA) for name in results["epochs"]):
         parts.insert(
             2,
-            f"The rows marked{XLA} train with `train.jit_compile: true`, which turns "
-            "TensorFlow's op determinism off ([reproducibility.md](reproducibility.md)).",
+            f"The rows marked{NO_XLA} train with `train.jit_compile: false`: TensorFlow's op "
+            "determinism instead of XLA, the default on a GPU "
+            "([reproducibility.md](reproducibility.md#xla-trainjit_compile)).",
         )
     for note in reversed(missing_notes(results)):
         parts.insert(2, note)

@@ -23,9 +23,9 @@ from trainstyles.tools.bench.dispatches import EagerDispatches
 from trainstyles.tools.bench.figures import (
     JAX_SCAN,
     JAX_STEP,
+    NO_XLA,
     PEER,
     PEERS,
-    XLA,
     layer_shapes,
     variants,
 )
@@ -236,10 +236,10 @@ def timed_run(name: str, epochs: int) -> dict:
 
         imported = time.perf_counter() - start
         devices = use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
-        style = name.removesuffix(XLA)
+        style = name.removesuffix(NO_XLA)
         if style != name:
-            xla = params.train.model_copy(update={"jit_compile": True})
-            params = params.model_copy(update={"train": xla})
+            plain = params.train.model_copy(update={"jit_compile": False})
+            params = params.model_copy(update={"train": plain})
         train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         timed = timed_style(style, params, train, val, epochs)
         timed["profile"]["import"] = imported
@@ -265,12 +265,12 @@ def timed_in_child(name: str, epochs: int) -> dict:
 
 
 def epoch_figures(
-    repeats: int, epochs: int, say: Callable[[str], None], xla: bool, peers: list[str]
+    repeats: int, epochs: int, say: Callable[[str], None], without_xla: bool, peers: list[str]
 ) -> dict:
     """Each style, and the `peers` that can run, `repeats` times, interleaved: repeat r runs
     every variant once before repeat r+1 starts, in an order that rotates. The GEMM rate is
     measured at the start of each repeat too: how fast the shared machine was just then."""
-    names = variants(xla, peers)
+    names = variants(without_xla, peers)
     times: dict[str, list[list[float]]] = {name: [] for name in names}
     dispatches: dict[str, list[int]] = {name: [] for name in names}
     kinds: dict[str, str] = {}
