@@ -40,6 +40,7 @@ FIT_STYLES = [style for style in STYLES if trains_through_fit(style)]
 
 # The modules that take longest, longest first; the others follow in their usual order.
 LONGEST_FIRST = (
+    "test_sweep_shards",  # a seed sweep on two hosts, merged, and again on one
     "test_signal_noise",  # a seed sweep
     "test_resume",  # trainers started, killed and resumed
     "test_adding_a_style",  # a style added, and the pipeline run again

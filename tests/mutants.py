@@ -74,6 +74,24 @@ MUTANTS = [
         ("tests/test_resume.py", "-k", "uninterrupted_run"),
     ),
     Mutant(
+        "each epoch's curves are published whole: written in place",
+        "src/trainstyles/pipeline/outputs.py",
+        '    with atomic_path(path) as temp, temp.open("w", newline="") as stream:\n',
+        "    path.parent.mkdir(parents=True, exist_ok=True)\n"
+        '    with path.open("w", newline="") as stream:\n',
+        ("tests/test_resume.py", "-k", "ends_as_an_uninterrupted_run"),
+    ),
+    Mutant(
+        "a resumed run's curves hold every epoch: written from the resume point on",
+        "src/trainstyles/pipeline/resume.py",
+        '            write_csv(epoch_rows(state["history"]), self.curves)\n',
+        '            self.__dict__.setdefault("resumed_after", epochs_done - 1)\n'
+        "            since = {key: values[self.resumed_after :]\n"
+        '                     for key, values in state["history"].items()}\n'
+        "            write_csv(epoch_rows(since), self.curves)\n",
+        ("tests/test_resume.py", "-k", "ends_as_an_uninterrupted_run"),
+    ),
+    Mutant(
         "under multi_worker no worker resumes",
         "src/trainstyles/pipeline/training.py",
         '    if params.strategy != "multi_worker":\n',
@@ -336,7 +354,7 @@ MUTANTS = [
         "src/trainstyles/tools/sweep.py",
         "    if requested < held and not replace:",
         "    if False:",
-        ("tests/test_noise.py", "-k", "smaller_sweep"),
+        ("tests/test_noise.py", "tests/test_sweep_shards.py", "-k", "smaller_sweep or larger_record and not refuses"),
     ),
     Mutant(
         "the tests of the committed run read HEAD, whichever kind trained the workspace",
