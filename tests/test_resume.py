@@ -38,31 +38,77 @@ def resumable_params(style: str, epochs: int):
 
 
 @functools.cache
-def uninterrupted_run(style: str) -> tuple[list[bytes], dict]:
-    """The style's weights and history after 6 epochs in one go: trained once, compared twice."""
+def uninterrupted_run(style: str) -> tuple[list[bytes], dict, bytes]:
+    """The style's weights, history and curves after 6 epochs in one go: trained once,
+    compared twice."""
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        whole = Backup(work / "whole", fingerprint="run")
+        whole = Backup(work / "whole", fingerprint="run", curves=work / "curves.csv")
         trainer = style_module(style).train
         model, history = train_on(trainer, resumable_params(style, 6), TRAIN, VAL, whole, work)
-    return [weights.tobytes() for weights in model.get_weights()], history
+        curves = (work / "curves.csv").read_bytes()
+    return [weights.tobytes() for weights in model.get_weights()], history, curves
+
+
+# The curves as each write leaves them, for the one file a test watches: sys.addaudithook has no
+# undo, so the hook, added once, records only while `WATCHED` names a file.
+WATCHED: dict[Path, list] = {}
+
+
+def record_curves(event: str, args: tuple) -> None:
+    for curves, writes in WATCHED.items():
+        if event == "open" and isinstance(args[0], (str, os.PathLike)):
+            mode, flags = args[1], args[2] or 0
+            writing = any(c in mode for c in "wax+") if mode else flags & (os.O_WRONLY | os.O_RDWR)
+            if writing and Path(args[0]).resolve() == curves:
+                writes.append("written in place")
+        elif event == "os.rename" and Path(args[1]).resolve() == curves:
+            writes.append(Path(args[0]).read_bytes())  # what the rename is about to publish
+
+
+@functools.cache
+def watch_hook() -> None:
+    sys.addaudithook(record_curves)
+
+
+def curve_writes(curves: Path) -> list:
+    """What each write of `curves` publishes, from now on: the file's bytes at each rename into
+    place, or "written in place" for an open that writes the file itself."""
+    watch_hook()
+    WATCHED.clear()
+    WATCHED[curves.resolve()] = []
+    return WATCHED[curves.resolve()]
+
+
+def first_epochs(curves: bytes, epochs: int) -> bytes:
+    """The header and the first `epochs` rows of `curves`."""
+    return b"".join(curves.splitlines(keepends=True)[: 1 + epochs])
 
 
 @pytest.mark.parametrize("style, module", [("train_step", step), ("train_raw", raw)])
 def test_resuming_after_an_epoch_ends_as_an_uninterrupted_run(tmp_path, style, module):
-    weights, history = uninterrupted_run(style)
+    """The same weights and history, and each epoch's curves published whole with every epoch
+    so far: the first write after the resume holds the restored epochs, as an uninterrupted
+    run's write after that epoch does."""
+    weights, history, curves = uninterrupted_run(style)
 
     # A run that stopped after epoch 4 left the same resume point as one whose budget was 4.
-    parts = Backup(tmp_path / "parts", fingerprint="run")
-    train_on(module.train, resumable_params(style, 4), TRAIN, VAL, parts, tmp_path)
-    resumed = Backup(tmp_path / "parts", fingerprint="run")
-    assert resumed.epochs_done == 4
-    resumed_model, resumed_history = train_on(
-        module.train, resumable_params(style, 6), TRAIN, VAL, resumed, tmp_path
-    )
+    writes = curve_writes(tmp_path / "curves.csv")
+    try:
+        parts = Backup(tmp_path / "parts", fingerprint="run", curves=tmp_path / "curves.csv")
+        train_on(module.train, resumable_params(style, 4), TRAIN, VAL, parts, tmp_path)
+        resumed = Backup(tmp_path / "parts", fingerprint="run", curves=tmp_path / "curves.csv")
+        assert resumed.epochs_done == 4
+        resumed_model, resumed_history = train_on(
+            module.train, resumable_params(style, 6), TRAIN, VAL, resumed, tmp_path
+        )
+    finally:
+        WATCHED.clear()
 
     assert resumed_history == history
     assert [weights.tobytes() for weights in resumed_model.get_weights()] == weights
+    assert writes == [first_epochs(curves, epochs) for epochs in range(1, 7)]
+    assert (tmp_path / "curves.csv").read_bytes() == curves
     if style == "train_step":
         assert history["learning_rate"][-1] < history["learning_rate"][0]
 
@@ -71,7 +117,7 @@ def test_the_comparison_can_fail_a_resume_that_drops_the_callbacks_counters(tmp_
     """The control: a resume that keeps weights, optimizer and history but not the counters of
     ReduceLROnPlateau and EarlyStopping (Keras' own BackupAndRestore) trains another model."""
     style, module = "train_step", step
-    _, history = uninterrupted_run(style)
+    _, history, _ = uninterrupted_run(style)
     monkeypatch.setattr(resume.BackupAndResume, "STATE", {})
     parts = Backup(tmp_path / "parts", fingerprint="run")
     train_on(module.train, resumable_params(style, 4), TRAIN, VAL, parts, tmp_path)
@@ -219,6 +265,17 @@ def killed_after_epoch_1(repo: Path, style: str) -> None:
     assert first_point.exists()
 
 
+def assert_curves_show_the_kept_epochs(repo: Path, style: str, finished: bytes) -> None:
+    """A stopped stage's curves: the epochs of the resume point on disk (one fewer if it stopped
+    between that point and the curves, none as no file), as the finished run wrote them."""
+    kept = resume.epochs_kept(repo / ".backup" / style)
+    path = repo / f"plots/{style}.csv"
+    shown = len(path.read_bytes().splitlines()) - 1 if path.exists() else 0
+    assert shown in (kept - 1, kept), (shown, kept)
+    if shown:
+        assert path.read_bytes() == first_epochs(finished, shown)
+
+
 def outputs(repo: Path, style: str) -> dict[str, bytes]:
     paths = [f"models/{style}.keras", f"plots/{style}.csv"]  # the curves hold every figure
     return {path: (repo / path).read_bytes() for path in paths}
@@ -248,6 +305,7 @@ def test_a_stage_killed_mid_epoch_resumes_to_the_same_bytes(repo, uninterrupted,
     expected = uninterrupted(style)
     killed_after_epoch_1(repo, style)
     assert not (repo / f"models/{style}.keras").exists()
+    assert_curves_show_the_kept_epochs(repo, style, expected[f"plots/{style}.csv"])
 
     rerun = stage(repo, style)
     summary = rerun.communicate()[0].splitlines()[-1]
@@ -297,8 +355,9 @@ def test_an_interrupted_stage_says_where_it_stopped_in_one_line_and_dvc_repro_re
     assert 1 <= kept < 4
     assert int(said["epoch"]) in (kept, kept + 1)  # the signal came after or before its save
     assert (repo / ".backup" / style / f"epoch-{kept:04d}" / "state.json").exists()
-    # Nothing of the stage's outputs, not even a temporary file beside them.
-    assert not [path for path in expected if (repo / path).exists()]
+    # No model, not even a temporary file beside an output; the curves of the kept epochs.
+    assert not (repo / f"models/{style}.keras").exists()
+    assert_curves_show_the_kept_epochs(repo, style, expected[f"plots/{style}.csv"])
     assert not [
         path for top in ("models", "plots", "metrics") for path in (repo / top).rglob(".*.tmp*")
     ]

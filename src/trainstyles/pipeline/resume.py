@@ -5,6 +5,10 @@ before it runs the stage. Each completed epoch becomes a directory of its own, r
 only when whole, so a kill at any instant leaves the previous point or the new one, never half of
 one. A point made with other inputs is discarded, never resumed: the inputs are what DVC re-runs
 the stage for (run_fingerprint), so an edit that cannot change the run keeps the point.
+
+Each new point also rewrites the stage's curves, whole, from the history it records: what
+`dvc plots show` draws while a stage trains is what a resume keeps, and a resumed run writes
+the bytes an uninterrupted one does.
 """
 
 import hashlib
@@ -22,6 +26,7 @@ from ruamel.yaml import YAML
 
 from trainstyles import StageError
 from trainstyles.pipeline.data import Split
+from trainstyles.pipeline.outputs import epoch_rows, write_csv
 from trainstyles.pipeline.params import Params
 
 BACKUP_DIR = Path(".backup")
@@ -63,10 +68,11 @@ def epochs_kept(directory: Path) -> int:
 
 
 class Backup:
-    """The resume points of one training stage, and the best model its checkpoint keeps."""
+    """The resume points of one training stage, the best model its checkpoint keeps, and where
+    its `curves` go, if the stage publishes them as it trains."""
 
-    def __init__(self, directory: Path, fingerprint: str):
-        self.directory = directory
+    def __init__(self, directory: Path, fingerprint: str, curves: Path | None = None):
+        self.directory, self.curves = directory, curves
         self.best_model = directory / "best.keras"
         marker = directory / "fingerprint"
         if not marker.is_file() or marker.read_text() != fingerprint:
@@ -89,7 +95,9 @@ class Backup:
 
     @contextmanager
     def new_point(self, epochs_done: int, finished: bool, state: dict) -> Iterator[Path]:
-        """A directory for the block to fill; with `state`, it becomes the latest point."""
+        """A directory for the block to fill; with `state`, it becomes the latest point, and
+        its history the curves (every epoch so far, restored ones too: an appended row would
+        be lost, or doubled, by a kill between the point and the curves)."""
         staging = self.directory / f".staging.{os.getpid()}"
         staging.mkdir()
         try:
@@ -103,6 +111,8 @@ class Backup:
         if self.point and self.point != point:
             shutil.rmtree(self.point)
         self.point, self.state = point, state
+        if self.curves:
+            write_csv(epoch_rows(state["history"]), self.curves)
 
     def remove(self) -> None:
         """Called once the stage's outputs are written: nothing is left to resume. Renamed aside
@@ -112,6 +122,13 @@ class Backup:
         shutil.rmtree(removed, ignore_errors=True)  # left by a run stopped while removing
         os.replace(self.directory, removed)
         shutil.rmtree(removed)
+
+    def discard(self) -> None:
+        """Called when training fails: nothing to resume, and no curves, as a failed stage
+        leaves no output."""
+        self.remove()
+        if self.curves:
+            self.curves.unlink(missing_ok=True)
 
 
 class BackupAndResume(keras.callbacks.BackupAndRestore):

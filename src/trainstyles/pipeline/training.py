@@ -171,7 +171,12 @@ def train_style(style: str, params: Params, train: TrainFn | None = None) -> str
             devices = devices[:1]  # TensorFlow places every op on its first device
         print(f"{style}: training on {', '.join(devices)}", flush=True)
         train_split, val_split = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
-        backup = Backup(backup_dir, run_fingerprint(style, params, train_split, val_split))
+        # Each epoch's resume point rewrites the curves: `dvc plots show` draws a run as it trains.
+        backup = Backup(
+            backup_dir,
+            run_fingerprint(style, params, train_split, val_split),
+            curves=out / PLOTS_DIR / f"{style}.csv",
+        )
         resumed_after, log_dir = backup.epochs_done, out / LOGS_DIR / style
         if not resumed_after:
             shutil.rmtree(log_dir, ignore_errors=True)  # no event files of an older run
@@ -183,14 +188,14 @@ def train_style(style: str, params: Params, train: TrainFn | None = None) -> str
             try:
                 _, history = train_on(train, params, train_split, val_split, backup, log_dir)
             except StageError:
-                backup.remove()  # it would only lead to the same failure again
+                backup.discard()  # it would only lead to the same failure again
                 raise
         seconds = time.perf_counter() - start
 
         metrics = style_metrics(history)  # refuses a run whose figures are not finite
         model_path = out / MODELS_DIR / f"{style}.keras"
         publish_keras(backup.best_model, model_path)
-        write_csv(epoch_rows(history), out / PLOTS_DIR / f"{style}.csv")
+        write_csv(epoch_rows(history), backup.curves)
         machine = fingerprint(params.train.intra_op_threads, devices)
         write_json(machine, out / MACHINE_DIR / f"{style}.json")
         epochs_timed = metrics["epochs_run"] - resumed_after
