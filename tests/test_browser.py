@@ -29,10 +29,12 @@ from ruamel.yaml import YAML
 from conftest import (
     CURVES,
     REPO,
+    SMALL,
     assert_colour_is_series_and_dash_is_revision,
     copy_run,
     drawn_lines,
     dvc,
+    stage_argv,
 )
 from trainstyles.pipeline.params import STYLES
 
@@ -293,3 +295,63 @@ def test_tensorboard_lists_every_run_and_its_scalars_offline(tensorboard):
     assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_grad_norm"} <= scalars
     # The Scalars dashboard: its charts are SVG, which headless Chromium draws without a GPU.
     screenshot(f"{tensorboard}#scalars", "tensorboard.png", height=1400)
+
+
+# The trainer dies as a kill would stop it, as soon as its resume point and curves of epoch 1
+# are on disk.
+KILLED_AFTER_EPOCH_1 = """
+import contextlib, os, runpy, sys
+from trainstyles.pipeline import resume
+new_point = resume.Backup.new_point
+@contextlib.contextmanager
+def killed_after_epoch_1(backup, epochs_done, *args):
+    with new_point(backup, epochs_done, *args) as point:
+        yield point
+    if epochs_done == 1:
+        os._exit(137)
+resume.Backup.new_point = killed_after_epoch_1
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+POINT_MARK = re.compile(r'<path [^>]*aria-roledescription="point"[^>]*>')
+
+
+def drawn_points(svg: str, series: str) -> int:
+    """How many points of `series` a plot's SVG holds (the template labels each)."""
+    return sum(f"series: {series};" in tag for tag in POINT_MARK.findall(svg))
+
+
+def test_the_plots_page_draws_a_trainer_in_progress_and_its_resume_ends_as_the_finished_run(
+    repo, tmp_path
+):
+    """train_clipped killed after epoch 1 of 2: `dvc plots show` of the workspace draws its one
+    epoch beside the other styles' two, and `dvc repro` resumes it to the finished run's bytes."""
+    style = "train_clipped"
+    epochs = SMALL[style]["epochs"]
+    live = copy_run(repo, tmp_path / "repo")
+    outs = (f"models/{style}.keras", f"plots/{style}.csv")
+    finished = {path: (live / path).read_bytes() for path in outs}
+    for path in outs:
+        (live / path).unlink()  # as DVC does before it runs the stage
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_EPOCH_1, *stage_argv(style, live)],
+        cwd=live, env={**os.environ, "PYTHONPATH": str(live / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == 137, killed.stderr
+    header, first, *_ = finished[f"plots/{style}.csv"].splitlines(keepends=True)
+    assert (live / f"plots/{style}.csv").read_bytes() == header + first
+
+    dvc(live, "plots", "show")
+    with served(live) as address:
+        url = f"{address}dvc_plots/index.html"
+        plots = drawn_plots(chromium("--dump-dom", url))
+        # The curves' rows of plots: the confusion matrices below them are evaluate's.
+        screenshot(url, "plots-in-progress.png", height=760)
+    for plot in CURVES:
+        drawn = {name: drawn_points(plots[plot], name) for name in STYLES}
+        assert drawn == {name: 1 if name == style else epochs for name in STYLES}, plot
+    assert drawn_points(plots["grad_norm"], "grad_norm") == 1
+
+    assert "resumed after epoch 1;" in dvc(live, "repro", "--single-item", style)
+    assert {path: (live / path).read_bytes() for path in outs} == finished
