@@ -442,6 +442,25 @@ def test_a_stage_killed_while_writing_its_outputs_publishes_the_finished_run(sta
 OUTPUTS = ("models/train_raw.keras", "plots/train_raw.csv", "metrics/machine/train_raw.json")
 
 
+def test_a_run_that_fails_leaves_neither_curves_nor_resume_points(stage_dir, monkeypatch):
+    """A style that diverges after an epoch whose point, and so curves, were written: the stage
+    fails with no output, as before it wrote curves each epoch."""
+    monkeypatch.chdir(stage_dir)
+    curves = stage_dir / "plots" / "train_raw.csv"
+
+    def diverges_in_epoch_2(params, run):
+        with run.backup.new_point(1, finished=False, state={"history": {"val_accuracy": [0.5]}}):
+            pass
+        assert curves.read_text().splitlines() == ["epoch,val_accuracy", "1,0.5"]
+        raise StageError("training diverged")
+
+    params = tiny_params()
+    with pytest.raises(StageError, match="training diverged"):
+        training.train_style("train_raw", params, train=diverges_in_epoch_2)
+    assert not curves.exists()
+    assert not (stage_dir / ".backup" / "train_raw").exists()
+
+
 def test_under_multi_worker_no_resume_point_outlives_the_job(monkeypatch):
     """Every worker would have to resume from the same epoch: none does, each run keeps its
     resume points in a directory of its own, removed when it ends."""
