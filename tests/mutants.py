@@ -354,7 +354,12 @@ MUTANTS = [
         "src/trainstyles/tools/sweep.py",
         "    if requested < held and not replace:",
         "    if False:",
-        ("tests/test_noise.py", "tests/test_sweep_shards.py", "-k", "smaller_sweep or larger_record and not refuses"),
+        (
+            "tests/test_noise.py",
+            "tests/test_sweep_shards.py",
+            "-k",
+            "smaller_sweep or larger_record and not refuses",
+        ),
     ),
     Mutant(
         "the tests of the committed run read HEAD, whichever kind trained the workspace",
