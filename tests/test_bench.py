@@ -403,27 +403,10 @@ def test_each_style_is_timed_again_without_xla_unless_told_not_to():
     assert figures.variants(without_xla=True, peers=["pytorch", figures.JAX_SCAN]) == [
         *STYLES,
         *(f"{style} (no XLA)" for style in STYLES),
-        "train_fit (Keras' TensorBoard)",
         "jax, the epoch as one lax.scan",
         "pytorch",
     ]
-    assert figures.variants(without_xla=False, peers=[]) == [
-        *STYLES,
-        figures.KERAS_TENSORBOARD,
-    ]
-
-
-def test_the_page_says_what_the_tensorboard_subclass_saves_over_keras_own_callback():
-    def profile(tensorboard: float) -> dict:
-        return {"parts": {"training steps": 0.5, "TensorBoard.on_epoch_end": tensorboard}}
-
-    profiles = {"train_fit": profile(0.01), figures.KERAS_TENSORBOARD: profile(0.11)}
-    assert tables.tensorboard_saving(profiles) == (
-        "TensorBoard's weight histograms: `train_fit (Keras' TensorBoard)` trains with Keras' "
-        "own callback. Its epoch end takes 0.110 s, the project's subclass 0.010 s: 0.100 s "
-        "saved, 16% of that epoch."
-    )
-    assert tables.tensorboard_saving({"train_fit": profile(0.01)}) is None
+    assert figures.variants(without_xla=False, peers=[]) == list(STYLES)
 
 
 def test_the_page_says_what_the_rows_without_xla_are_only_when_it_has_them(tmp_path):

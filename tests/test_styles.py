@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.histogram import summary_v2
 
 from conftest import FIT_STYLES, learnable_split, tiny_params
 from trainstyles import StageError
-from trainstyles.pipeline.callbacks import TensorBoard, histogram_buckets
 from trainstyles.pipeline.data import batches, features
 from trainstyles.pipeline.model import build_model, compile_model
 from trainstyles.pipeline.params import STYLES
@@ -90,64 +88,6 @@ def test_tensorboard_has_the_epoch_scalars_and_the_fit_styles_weight_histograms(
         assert sum("kernel" in tag for tag in histograms) == 3  # one per Dense layer
     else:
         assert not histograms  # the tutorial's raw loop logs scalars only
-
-
-def weight_histograms(
-    tensorboard: type[keras.callbacks.TensorBoard], model: keras.Model, log_dir: Path
-) -> dict:
-    """The histogram events `tensorboard` writes for `model` at two epochs, with other weights
-    in the second; the model is left as it came."""
-    weights = model.get_weights()
-    callback = tensorboard(log_dir, histogram_freq=1)
-    callback.set_model(model)
-    callback.on_train_begin()
-    for epoch in range(2):
-        callback.on_epoch_end(epoch, {})
-        model.layers[1].kernel.assign(model.layers[1].kernel * 3.0 + 0.25)
-    callback.on_train_end()
-    model.set_weights(weights)
-    return histogram_events(log_dir / "train")
-
-
-def histogram_events(run_dir: Path) -> dict:
-    """Tag → [(step, the histogram's bytes)] of every histogram in one run's events."""
-    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    events.Reload()
-    return {
-        tag: [
-            (event.step, tf.make_ndarray(event.tensor_proto).tobytes())
-            for event in events.Tensors(tag)
-        ]
-        for tag in events.Tags()["tensors"]
-        if events.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"
-    }
-
-
-def test_the_zoos_tensorboard_writes_the_histograms_keras_writes_to_the_bit(tmp_path):
-    model = build_model(tiny_params().model)
-    ours = weight_histograms(TensorBoard, model, tmp_path / "ours")
-    keras_own = weight_histograms(keras.callbacks.TensorBoard, model, tmp_path / "keras")
-    assert len(ours) == 2 * len(tiny_params().model.hidden_units) + 2  # a kernel and a bias each
-    assert ours == keras_own
-    first_kernel = ours[f"{model.layers[1].kernel.path}/histogram"]
-    assert first_kernel[0] != first_kernel[1]  # the comparison can fail: other weights differ
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        np.linspace(-1, 1, 1001, dtype="float32"),  # values on bucket edges
-        np.full((4, 3), 0.5, dtype="float32"),  # one value: TensorBoard's special case
-        np.array([7.0], dtype="float32"),
-        np.random.default_rng(0).standard_normal((784, 64)).astype("float32") * 1e-3,
-        np.array([0.0, 1e-30, 1.0], dtype="float32"),  # a width that rounds
-    ],
-)
-def test_histogram_buckets_are_tensorboards_own(values):
-    assert (
-        histogram_buckets(values).tobytes()
-        == summary_v2._buckets(tf.constant(values)).numpy().tobytes()
-    )
 
 
 @pytest.mark.slow  # a process of its own, loading TensorFlow

@@ -5,9 +5,6 @@ import warnings
 from pathlib import Path
 
 import keras
-import numpy as np
-import tensorflow as tf
-from tensorboard.plugins.histogram.metadata import create_summary_metadata
 
 from trainstyles.pipeline.data import EpochBatches
 from trainstyles.pipeline.loop import divergence
@@ -36,51 +33,8 @@ def fit_callbacks(
     )
     if params.reduce_lr_on_plateau:
         zoo.append(keras.callbacks.ReduceLROnPlateau(**params.reduce_lr_on_plateau.model_dump()))
-    zoo.append(TensorBoard(log_dir, **params.tensorboard.model_dump()))
+    zoo.append(keras.callbacks.TensorBoard(log_dir, **params.tensorboard.model_dump()))
     return zoo
-
-
-class TensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard, with each epoch's weight histograms bucketed by `histogram_buckets`.
-
-    Keras has TensorBoard's histogram summary bucket every weight with TensorFlow ops, run
-    eagerly at each epoch's end, through a float64 one-hot matrix of the weight's size times
-    its buckets. The same summaries, to the same bits, are written here from NumPy's counts.
-    """
-
-    HISTOGRAM = create_summary_metadata(display_name=None, description=None)
-
-    def _log_weights(self, epoch):
-        if self.write_images:  # weights drawn as images: Keras' own way, never asked for here
-            super()._log_weights(epoch)
-            return
-        with self._train_writer.as_default():
-            for layer in self.model.layers:
-                for weight in layer.weights:
-                    tf.summary.write(
-                        f"{weight.path.replace(':', '_')}/histogram",  # Keras' tag
-                        histogram_buckets(keras.ops.convert_to_numpy(weight)),
-                        step=epoch,
-                        metadata=self.HISTOGRAM,
-                    )
-        self._train_writer.flush()
-
-
-def histogram_buckets(values: np.ndarray, bucket_count: int = 30) -> np.ndarray:
-    """TensorBoard's histogram of `values` (tensorboard.plugins.histogram.summary_v2._buckets),
-    from the same float64 arithmetic: rows of [left edge, right edge, count], equal widths
-    from the least value to the greatest, the greatest counted in the last bucket."""
-    data = np.asarray(values, dtype=np.float64).reshape(-1)
-    low, high = data.min(), data.max()
-    if low == high:  # every value the same: all in the last bucket, all edges at that value
-        edges, counts = np.full(bucket_count, high), np.zeros(bucket_count)
-        counts[-1] = data.size
-        return np.stack([edges, edges, counts], axis=1)
-    width = (high - low) / bucket_count
-    index = np.minimum(np.floor((data - low) / width).astype(np.int32), bucket_count - 1)
-    counts = np.bincount(index, minlength=bucket_count).astype(np.float64)
-    edges = np.concatenate([[low], low + width * np.arange(1, bucket_count), [high]])
-    return np.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
 class StartEpoch(keras.callbacks.Callback):

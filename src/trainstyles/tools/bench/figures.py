@@ -14,9 +14,6 @@ JAX_STEP = "jax, a jitted step per batch"
 JAX_SCAN = "jax, the epoch as one lax.scan"
 PEERS = (JAX_STEP, JAX_SCAN, PEER)  # the same MLP outside the pipeline, in other frameworks
 
-# train_fit with Keras' own TensorBoard callback in place of callbacks.TensorBoard: what the
-# subclass's NumPy histograms save is the gap between the two in TensorBoard.on_epoch_end.
-KERAS_TENSORBOARD = "train_fit (Keras' TensorBoard)"
 NO_XLA = " (no XLA)"  # a style's variant with train.jit_compile false: "train_fit (no XLA)"
 
 
@@ -103,7 +100,7 @@ def variants(without_xla: bool, peers: Sequence[str]) -> list[str]:
     """Each style, each again without XLA where `without_xla`, and the `peers` that run, in
     PEERS' order."""
     plain = [style + NO_XLA for style in STYLES if without_xla]
-    return [*STYLES, *plain, KERAS_TENSORBOARD] + [p for p in PEERS if p in peers]
+    return [*STYLES, *plain] + [p for p in PEERS if p in peers]
 
 
 def summarise(params: Params, measured: dict, limit: dict) -> dict:

@@ -4,7 +4,6 @@ epochs against the peer and the limit, each style's profile, the pipeline's stag
 from pathlib import Path
 
 from trainstyles.tools.bench.figures import (
-    KERAS_TENSORBOARD,
     NO_XLA,
     PEER,
     fixed_overhead,
@@ -234,30 +233,11 @@ def page_text(results: dict, source: Path = RESULTS) -> str:
             "(fit()'s own work between them). The raw loop has no callbacks to mark."
         )
         parts.append(markdown(profile_rows(results)))
-        if saved := tensorboard_saving(results["profile"]):
-            parts.append(saved)
     if results.get("pipeline"):
         parts.append(markdown(pipeline_rows(results)))
     else:
         parts.append("The pipeline was not timed (`--no-pipeline`).")
     return "\n\n".join(parts)
-
-
-def tensorboard_saving(profiles: dict) -> str | None:
-    """What the project's TensorBoard subclass saves per epoch of train_fit over Keras' own
-    callback, from the two variants' profiles; None without both."""
-    ours, keras_own = profiles.get("train_fit"), profiles.get(KERAS_TENSORBOARD)
-    if not (ours and keras_own):
-        return None
-    part = "TensorBoard.on_epoch_end"
-    saved = keras_own["parts"][part] - ours["parts"][part]
-    epoch = sum(keras_own["parts"].values())
-    return (
-        f"TensorBoard's weight histograms: `{KERAS_TENSORBOARD}` trains with Keras' own "
-        f"callback. Its epoch end takes {keras_own['parts'][part]:.3f} s, the project's "
-        f"subclass {ours['parts'][part]:.3f} s: {saved:.3f} s saved, "
-        f"{saved / epoch:.0%} of that epoch."
-    )
 
 
 def write_page(results: dict, page: Path = BENCH_PAGE, source: Path = RESULTS) -> bool:

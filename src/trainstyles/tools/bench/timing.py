@@ -23,7 +23,6 @@ from trainstyles.tools.bench.dispatches import EagerDispatches
 from trainstyles.tools.bench.figures import (
     JAX_SCAN,
     JAX_STEP,
-    KERAS_TENSORBOARD,
     NO_XLA,
     PEER,
     PEERS,
@@ -238,26 +237,13 @@ def timed_run(name: str, epochs: int) -> dict:
         imported = time.perf_counter() - start
         devices = use_devices(params.train.device)  # as a trainer would: a GPU host times its GPU
         style = name.removesuffix(NO_XLA)
-        if name == KERAS_TENSORBOARD:
-            keras_own_tensorboard()
-            style = "train_fit"
-        elif style != name:
+        if style != name:
             plain = params.train.model_copy(update={"jit_compile": False})
             params = params.model_copy(update={"train": plain})
         train, val = load_split(SPLIT_DIR / "train"), load_split(SPLIT_DIR / "val")
         timed = timed_style(style, params, train, val, epochs)
         timed["profile"]["import"] = imported
     return timed | {"measured_on": kind_name(fingerprint(params.train.intra_op_threads, devices))}
-
-
-def keras_own_tensorboard() -> None:
-    """The zoo built with Keras' TensorBoard callback instead of the project's subclass, in
-    this process only (each variant times in a process of its own)."""
-    import keras  # noqa: PLC0415
-
-    from trainstyles.pipeline import callbacks  # noqa: PLC0415
-
-    callbacks.TensorBoard = keras.callbacks.TensorBoard
 
 
 def timed_in_child(name: str, epochs: int) -> dict:
