@@ -156,13 +156,6 @@ MUTANTS = [
         ("tests/test_params.py",),
     ),
     Mutant(
-        "a step compiled by XLA has both cores: one inter-op thread beside it",
-        "src/trainstyles/pipeline/determinism.py",
-        "        tf.config.threading.set_inter_op_parallelism_threads(1)\n",
-        "",
-        ("tests/test_xla.py",),
-    ),
-    Mutant(
         "a file output appears whole or not at all",
         "src/trainstyles/pipeline/outputs.py",
         '    temp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")',

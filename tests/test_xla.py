@@ -17,12 +17,11 @@ pytestmark = pytest.mark.slow
 
 # Each given style trains one epoch on tiny data, in turn, in one process; XLA writes every
 # module it compiles to XLA_FLAGS' dump directory, so each style's are the ones that appeared
-# while it trained. A line per style says how many there are now, what Keras made of
-# compile(jit_compile=…), and TensorFlow's inter-op threads (0: its default, one per core).
+# while it trained. A line per style says how many there are now, and what Keras made of
+# compile(jit_compile=…).
 TRAIN = """
 import sys, tempfile
 from pathlib import Path
-import tensorflow as tf
 from conftest import learnable_split, tiny_params
 from trainstyles.pipeline.resume import Backup
 from trainstyles.pipeline.styles import style_module
@@ -38,14 +37,13 @@ for style in styles:
             Backup(Path(work) / "backup", "xla"), Path(work) / "logs",
         )
     modules = len(list(Path(dump).glob("*.txt")))
-    inter_op = tf.config.threading.get_inter_op_parallelism_threads()
-    print("trained:", style, modules, model.jit_compile, inter_op)
+    print("trained:", style, modules, model.jit_compile)
 """
 
 
-def compiled_by_xla(tmp_path: Path, jit: bool | str) -> dict[str, tuple[int, str, str]]:
-    """Each style's count of the modules XLA compiled while it trained, what its model's
-    jit_compile says and the inter-op threads, from one process that trains them all."""
+def compiled_by_xla(tmp_path: Path, jit: bool | str) -> dict[str, tuple[int, str]]:
+    """Each style's count of the modules XLA compiled while it trained, and what its model's
+    jit_compile says, from one process that trains them all."""
     dump = tmp_path / "xla"
     env = {
         **os.environ,
@@ -58,16 +56,16 @@ def compiled_by_xla(tmp_path: Path, jit: bool | str) -> dict[str, tuple[int, str
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     trained = [line.split()[1:] for line in run.stdout.splitlines() if line.startswith("trained:")]
-    assert tuple(style for style, *_ in trained) == STYLES
-    counts = [0] + [int(count) for _, count, *_ in trained]
+    assert tuple(style for style, _, _ in trained) == STYLES
+    counts = [0] + [int(count) for _, count, _ in trained]
     return {
-        style: (counts[index + 1] - counts[index], said, inter_op)
-        for index, (style, _, said, inter_op) in enumerate(trained)
+        style: (counts[index + 1] - counts[index], said)
+        for index, (style, _, said) in enumerate(trained)
     }
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> dict[bool | str, dict[str, tuple[int, str, str]]]:
+def compiled(tmp_path_factory) -> dict[bool | str, dict[str, tuple[int, str]]]:
     return {
         jit: compiled_by_xla(tmp_path_factory.mktemp("xla"), jit) for jit in (True, False, "cpu")
     }
@@ -76,12 +74,11 @@ def compiled(tmp_path_factory) -> dict[bool | str, dict[str, tuple[int, str, str
 @pytest.mark.parametrize("jit", [True, "cpu"])
 @pytest.mark.parametrize("style", STYLES)
 def test_jit_compile_true_or_cpu_on_a_cpu_trains_each_style_through_xla(compiled, style, jit):
-    modules, said, inter_op = compiled[jit][style]
+    modules, said = compiled[jit][style]
     assert modules > 0, f"{style}: XLA compiled nothing"
     if style in FIT_STYLES:  # what Keras made of compile(jit_compile=True)
         assert said == "True"
-    assert inter_op == "1"  # a compiled step leaves both cores to its intra-op threads
 
 
 def test_jit_compile_false_trains_no_style_through_xla(compiled):
-    assert compiled[False] == {style: (0, "False", "0") for style in STYLES}
+    assert compiled[False] == {style: (0, "False") for style in STYLES}

@@ -31,15 +31,11 @@ def deterministic_kernels(intra_op_threads: int, xla: bool = False) -> None:
     With `xla` (`uses_xla`), TensorFlow's op determinism is off instead: Keras
     compiles fit() without XLA whenever it is on, without a word, while the raw loop's
     tf.function would still use XLA, and the styles would no longer be the same math. The
-    intra-op threads stay fixed; that XLA's compiled code repeats its bits is then measured
+    threads stay fixed; that XLA's compiled code repeats its bits is then measured
     (docs/reproducibility.md), no longer guaranteed by TensorFlow.
     """
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     if xla:
-        # Each step is then one compiled computation: a graph has nothing for a second inter-op
-        # thread to run beside it, and TensorFlow's default of one per core only takes cores,
-        # now and then, from the intra-op threads that split it.
-        tf.config.threading.set_inter_op_parallelism_threads(1)
         disable_op_determinism()
     else:
         tf.config.experimental.enable_op_determinism()
